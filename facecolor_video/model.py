@@ -1,0 +1,127 @@
+"""The network of "Facial Colorization Using Transfer Learning" (You, Zhao, Lai, Gong).
+
+L in, a*b* out. An encoder of 3x3 convolutions works on L, a frozen VGG16 sees
+the whole frame and gives one global feature vector, the two are fused by
+tiling the vector over the encoder's grid and a 1x1 convolution, and a decoder
+with nearest-neighbour upsampling returns a*b* at the input size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Lab scaling of the network's inputs and outputs: L in [0, 100] is fed as
+# L / 100 - 0.5, and the tanh output in [-1, 1] is a*b* / AB_SCALE.
+AB_SCALE = 110.0
+DEFAULT_DROPOUT = 0.4  # the paper trains with 0.4 to 0.7
+
+# (in_channels, out_channels, stride) of each 3x3 convolution, as in the paper.
+ENCODER_LAYERS = [
+    (1, 64, 2),
+    (64, 128, 1),
+    (128, 128, 2),
+    (128, 256, 1),
+    (256, 256, 2),
+    (256, 512, 1),
+    (512, 512, 1),
+    (512, 256, 1),
+]
+FUSION_CHANNELS = 256
+# Decoder: an int is a 3x3 convolution to that many channels, "up" a x2
+# nearest-neighbour upsampling. The last convolution (to a*b*) has tanh.
+DECODER_LAYERS = [128, "up", 64, 64, "up", 32, 2, "up"]
+SIZE_MULTIPLE = 8  # three stride-2 convolutions in the encoder
+
+
+def _conv_block(in_channels: int, out_channels: int, stride: int, batch_norm: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=not batch_norm)
+    ]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+class Encoder(nn.Module):
+    """L (N, 1, H, W) -> features (N, 256, H/8, W/8)."""
+
+    def __init__(self, dropout: float = DEFAULT_DROPOUT, batch_norm: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for in_channels, out_channels, stride in ENCODER_LAYERS:
+            layers += _conv_block(in_channels, out_channels, stride, batch_norm)
+        layers.append(nn.Dropout(dropout))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+        return self.layers(lightness)
+
+
+class Fusion(nn.Module):
+    """Tile the global vector over the grid, concatenate, 1x1 convolution to 256."""
+
+    def __init__(self, local_channels: int, global_channels: int, batch_norm: bool = False):
+        super().__init__()
+        self.conv = nn.Sequential(
+            *([nn.Conv2d(local_channels + global_channels, FUSION_CHANNELS, 1, bias=not batch_norm)]
+              + ([nn.BatchNorm2d(FUSION_CHANNELS)] if batch_norm else [])
+              + [nn.ReLU(inplace=True)])
+        )
+
+    def forward(self, local: torch.Tensor, global_features: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = local.shape
+        tiled = global_features.to(local.dtype).view(n, -1, 1, 1).expand(n, global_features.shape[1], h, w)
+        return self.conv(torch.cat([local, tiled], dim=1))
+
+
+class Decoder(nn.Module):
+    """Fused features (N, 256, H/8, W/8) -> a*b* / AB_SCALE (N, 2, H, W) in [-1, 1]."""
+
+    def __init__(self, batch_norm: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = FUSION_CHANNELS
+        for spec in DECODER_LAYERS:
+            if spec == "up":
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            elif spec == 2:
+                layers += [nn.Conv2d(channels, 2, 3, padding=1), nn.Tanh()]
+                channels = 2
+            else:
+                layers += _conv_block(channels, spec, 1, batch_norm)
+                channels = spec
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, fused: torch.Tensor) -> torch.Tensor:
+        return self.layers(fused)
+
+
+class ColorizationNet(nn.Module):
+    """The trainable head: encoder, fusion, decoder. The VGG16 backbone is separate.
+
+    ``forward(lightness, global_features)`` takes L in [0, 100], shape (N, 1, H, W),
+    any H and W (padded inside to a multiple of 8, cropped back), and the global
+    vector (N, global_channels) from ``backbone.GlobalFeatures``; returns a*b*
+    in Lab units, shape (N, 2, H, W).
+    """
+
+    def __init__(self, global_channels: int = 512, dropout: float = DEFAULT_DROPOUT, batch_norm: bool = False):
+        super().__init__()
+        self.config = {"global_channels": global_channels, "dropout": dropout, "batch_norm": batch_norm}
+        self.encoder = Encoder(dropout, batch_norm)
+        self.fusion = Fusion(ENCODER_LAYERS[-1][1], global_channels, batch_norm)
+        self.decoder = Decoder(batch_norm)
+
+    def forward(self, lightness: torch.Tensor, global_features: torch.Tensor) -> torch.Tensor:
+        height, width = lightness.shape[-2:]
+        pad_h = -height % SIZE_MULTIPLE
+        pad_w = -width % SIZE_MULTIPLE
+        x = lightness / 100.0 - 0.5
+        if pad_h or pad_w:
+            # replicate, not zeros: a black border would be coloured like a black object
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        ab = self.decoder(self.fusion(self.encoder(x), global_features))
+        return ab[..., :height, :width] * AB_SCALE

@@ -1,0 +1,367 @@
+"""Training: image folders in, a colorization head out.
+
+The paper's recipe: L in, a*b* target, MSE loss (eq. 2), Adam, dropout, a
+frozen VGG16 giving global features. Augmentation is a random resized crop and
+a horizontal flip. Runs on CUDA (bf16 autocast) or on the CPU (bf16 autocast
+where the processor has it). Checkpoints are written every N steps, at each
+epoch's end and on Ctrl-C, and ``resume=True`` continues from the newest one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torchvision.transforms import v2 as transforms
+
+from .backbone import build_global_features
+from .color import lab_to_rgb, rgb_to_lab
+from .devices import autocast_dtype, resolve_device
+from .errors import InputError
+from .evaluate import iter_images
+from .model import AB_SCALE, ColorizationNet
+
+CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"
+LOG_NAME = "log.csv"
+PLOT_NAME = "losses.png"
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    val: list[str] = field(default_factory=list)
+    mix: list[float] | None = None  # sampling share of each data folder; None = by size
+    epochs: int = 10
+    epoch_size: int | None = None  # samples per epoch; None = all training images once
+    batch_size: int = 32
+    crop_size: int = 128
+    min_scale: float = 0.35  # smallest crop area of the random resized crop
+    learning_rate: float = 3e-4
+    dropout: float = 0.4
+    batch_norm: bool = False
+    val_size: int = 192  # validation images: short side resized, centre square crop
+    val_limit: int = 400  # images per validation folder (evenly spaced)
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    time_limit_minutes: float | None = None
+
+
+class ImageFolders(Dataset):
+    """All images under the given folders (recursive), as augmented uint8 crops (3, S, S)."""
+
+    def __init__(self, paths: list[Path], crop_size: int, min_scale: float, augment: bool = True):
+        self.paths = paths
+        if augment:
+            self.transform = transforms.Compose([
+                transforms.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), antialias=True),
+                transforms.RandomHorizontalFlip(),
+            ])
+        else:
+            self.transform = transforms.Compose([
+                transforms.Resize(crop_size, antialias=True),
+                transforms.CenterCrop(crop_size),
+            ])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        with Image.open(self.paths[index]) as image:
+            rgb = transforms.functional.pil_to_tensor(image.convert("RGB"))
+        return self.transform(rgb)
+
+
+def _images_of(folders: list[str]) -> list[list[Path]]:
+    per_folder = []
+    for folder in folders:
+        paths = iter_images([folder])
+        if not paths:
+            raise InputError(f"{folder}: no images (jpg, png, webp, bmp, tiff) found")
+        per_folder.append(paths)
+    return per_folder
+
+
+def _sampler(per_folder: list[list[Path]], mix: list[float] | None, epoch_size: int, seed: int):
+    """Each folder gets its share of the samples whatever its size (a small folder repeats)."""
+    if mix is None:
+        return None
+    if len(mix) != len(per_folder):
+        raise ValueError(f"--mix has {len(mix)} values for {len(per_folder)} data folders")
+    weights = torch.cat([torch.full((len(paths),), share / len(paths)) for share, paths in zip(mix, per_folder)])
+    return WeightedRandomSampler(weights, epoch_size, replacement=True, generator=torch.Generator().manual_seed(seed))
+
+
+def lab_batch(rgb_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 RGB (N, 3, H, W) -> L (N, 1, H, W) and a*b* (N, 2, H, W), float32."""
+    lab = rgb_to_lab(rgb_uint8.float() / 255.0)
+    return lab[:, :1], lab[:, 1:]
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, run_dir: str | Path, progress: bool = True):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        self.amp_dtype = autocast_dtype(self.device)
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+
+        per_folder = _images_of(config.data)
+        self.train_paths = [p for paths in per_folder for p in paths]
+        self.epoch_size = config.epoch_size or len(self.train_paths)
+        self.dataset = ImageFolders(self.train_paths, config.crop_size, config.min_scale)
+        self.sampler = _sampler(per_folder, config.mix, self.epoch_size, config.seed)
+        self.val_sets = {folder: iter_images([folder], limit=config.val_limit) for folder in config.val}
+
+        self.global_features = build_global_features().to(self.device)
+        self.model = ColorizationNet(self.global_features.out_channels, config.dropout, config.batch_norm).to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        self.step = 0
+        self.epoch = 0
+        self.best_score = -math.inf
+        self.seconds = 0.0  # training wall time, summed over resumed runs
+        self.history: list[dict] = []
+
+    # ---------------------------------------------------------------- checkpoints
+    def save(self, name: str = CHECKPOINT_NAME) -> Path:
+        path = self.run_dir / name
+        temporary = path.with_suffix(".tmp")
+        torch.save({
+            "model": self.model.state_dict(),
+            "model_config": self.model.config,
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "best_score": self.best_score,
+            "seconds": self.seconds,
+            "train_config": asdict(self.config),
+        }, temporary)
+        temporary.replace(path)  # a kill mid-save never leaves a broken checkpoint
+        return path
+
+    def resume(self) -> bool:
+        path = self.run_dir / CHECKPOINT_NAME
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.best_score, self.seconds = state["best_score"], state["seconds"]
+        if (self.run_dir / LOG_NAME).is_file():
+            with open(self.run_dir / LOG_NAME) as stream:
+                self.history = [dict(row) for row in csv.DictReader(stream)]
+        return True
+
+    # ---------------------------------------------------------------- steps
+    def _loader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.config.seed + self.epoch)
+        return DataLoader(
+            self.dataset,
+            batch_size=self.config.batch_size,
+            sampler=self.sampler,
+            shuffle=self.sampler is None,
+            generator=generator,
+            num_workers=self.config.workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=True,
+            persistent_workers=False,
+        )
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def train_step(self, rgb_uint8: torch.Tensor) -> float:
+        rgb_uint8 = rgb_uint8.to(self.device, non_blocking=True)
+        lightness, ab = lab_batch(rgb_uint8)
+        with torch.no_grad(), self._autocast():
+            global_vector = self.global_features(lightness).float()
+        if self.device.type == "cuda":
+            lightness = lightness.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            predicted = self.model(lightness, global_vector)
+        # the paper's loss (eq. 2): MSE between predicted and true a*b*, on the [-1, 1] scale
+        loss = F.mse_loss(predicted.float() / AB_SCALE, ab / AB_SCALE)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.item()
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Per validation folder: ab MSE, RGB PSNR and colourfulness ratio at ``val_size``."""
+        from .metrics import colorfulness
+
+        self.model.eval()
+        results: dict[str, float] = {}
+        dataset_scores = []
+        for folder, paths in self.val_sets.items():
+            name = Path(folder).name
+            loader = DataLoader(ImageFolders(paths, self.config.val_size, 1.0, augment=False), batch_size=32,
+                                num_workers=self.config.workers)
+            squared_errors, psnrs, colour_out, colour_ref = [], [], [], []
+            for rgb_uint8 in loader:
+                rgb_uint8 = rgb_uint8.to(self.device)
+                lightness, ab = lab_batch(rgb_uint8)
+                with self._autocast():
+                    predicted = self.model(lightness, self.global_features(lightness).float()).float()
+                squared_errors.append(((predicted - ab) / AB_SCALE).pow(2).mean(dim=(1, 2, 3)))
+                output = (lab_to_rgb(torch.cat([lightness, predicted], 1)) * 255).round()
+                mse = (output - rgb_uint8.float()).pow(2).mean(dim=(1, 2, 3)).clamp(min=1e-10)
+                psnrs.append(10 * torch.log10(255.0**2 / mse))
+                for out_image, ref_image in zip(output.byte().permute(0, 2, 3, 1).cpu().numpy(),
+                                                rgb_uint8.permute(0, 2, 3, 1).cpu().numpy()):
+                    colour_out.append(colorfulness(out_image))
+                    colour_ref.append(colorfulness(ref_image))
+            results[f"val_{name}_loss"] = torch.cat(squared_errors).mean().item()
+            results[f"val_{name}_psnr"] = torch.cat(psnrs).mean().item()
+            results[f"val_{name}_colorfulness"] = float(np.mean(colour_out) / max(np.mean(colour_ref), 1e-6))
+            dataset_scores.append(results[f"val_{name}_psnr"])
+        self.model.train()
+        if dataset_scores:
+            results["val_score"] = float(np.mean(dataset_scores))
+        return results
+
+    # ---------------------------------------------------------------- loop
+    def run(self) -> Path:
+        config = self.config
+        deadline = None if config.time_limit_minutes is None else time.monotonic() + config.time_limit_minutes * 60
+        interrupted = False
+
+        def on_terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: save, then stop
+            raise KeyboardInterrupt
+
+        previous_handler = signal.signal(signal.SIGTERM, on_terminate)
+        self.model.train()
+        try:
+            while self.epoch < config.epochs and not interrupted:
+                losses = []
+                started = time.monotonic()
+                bar = _progress_bar(self.progress, len(self._loader()), f"epoch {self.epoch + 1}/{config.epochs}")
+                for rgb_uint8 in self._loader():
+                    losses.append(self.train_step(rgb_uint8))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}")
+                    if self.step % config.checkpoint_every == 0:
+                        self.save()
+                    if deadline is not None and time.monotonic() > deadline:
+                        interrupted = True
+                        break
+                bar.close()
+                self.seconds += time.monotonic() - started
+                self.epoch += 1
+                self._end_epoch(float(np.mean(losses)) if losses else float("nan"), time.monotonic() - started, len(losses))
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+        self.save()
+        return self.run_dir / BEST_NAME
+
+    def _end_epoch(self, train_loss: float, seconds: float, steps: int) -> None:
+        row = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
+               "images_per_second": steps * self.config.batch_size / max(seconds, 1e-9),
+               "wall_seconds": self.seconds}
+        row.update(self.validate())
+        self.history.append(row)
+        _write_log(self.run_dir / LOG_NAME, self.history)
+        plot_history(self.history, self.run_dir / PLOT_NAME)
+        score = row.get("val_score", -train_loss)
+        if score > self.best_score:
+            self.best_score = score
+            self.save(BEST_NAME)
+        self.save()
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
+        print(f"epoch {self.epoch}: {shown}", flush=True)
+
+
+def _progress_bar(enabled: bool, total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="batch", disable=not enabled, leave=False)
+
+
+def _write_log(path: Path, history: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, columns)
+        writer.writeheader()
+        writer.writerows(history)
+    temporary.replace(path)
+
+
+def plot_history(history: list[dict], path: Path, width: int = 640, height: int = 360) -> None:
+    """A small line plot of training loss and validation losses per epoch (PIL only, no plotting library)."""
+    from PIL import ImageDraw
+
+    series = {key: [float(row[key]) for row in history if row.get(key) not in (None, "")]
+              for key in dict.fromkeys(k for row in history for k in row) if key.endswith("loss")}
+    series = {k: v for k, v in series.items() if v and all(math.isfinite(x) for x in v)}
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    margin = 40
+    values = [x for v in series.values() for x in v]
+    if not values:
+        image.save(path)
+        return
+    low, high = min(values), max(values)
+    high = high if high > low else low + 1e-9
+    epochs = max(len(v) for v in series.values())
+    palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+    draw.rectangle([margin, margin // 2, width - 10, height - margin], outline="black")
+    for number, (name, points) in enumerate(series.items()):
+        colour = palette[number % len(palette)]
+        xy = [(margin + (width - margin - 10) * i / max(epochs - 1, 1),
+               height - margin - (height - 1.5 * margin) * (v - low) / (high - low)) for i, v in enumerate(points)]
+        if len(xy) > 1:
+            draw.line(xy, fill=colour, width=2)
+        for x, y in xy:
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        draw.text((margin + 5, margin // 2 + 4 + 12 * number), name, fill=colour)
+    draw.text((margin, height - margin + 5), f"epochs 1..{epochs}", fill="black")
+    draw.text((2, margin // 2), f"{high:.4f}", fill="black")
+    draw.text((2, height - margin - 10), f"{low:.4f}", fill="black")
+    image.save(path)
+
+
+def export_head(checkpoint: str | Path, out_path: str | Path, metadata: dict | None = None) -> str:
+    """Write the model's weights alone, in float16, with its config and metadata; return its sha256."""
+    from .weights import sha256_of
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    exported = {
+        "config": state["model_config"],
+        "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
+        "metadata": dict(metadata or {}),
+    }
+    torch.save(exported, out_path)
+    return sha256_of(out_path)
+
+
+def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
+    trainer = Trainer(config, run_dir, progress)
+    if resume and trainer.resume() and progress:
+        print(f"resumed from step {trainer.step}, epoch {trainer.epoch}", flush=True)
+    return trainer.run()

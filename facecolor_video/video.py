@@ -1,0 +1,598 @@
+"""Reading frames from a video or image, and writing them back with the source's
+timestamps, audio and subtitles.
+
+A still image is handled as a one-frame video: PyAV opens it with its image
+demuxers, and the writer writes image files through the image2 muxer.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from .errors import DecodeError, EncodeError, InputError, NoVideoStreamError, OutputError, VideoOpenError
+from .outputs import IMAGE_CODECS, VIDEO_CONTAINERS, output_kind
+
+# Used when a stream declares no rate at all (some images and raw streams).
+FALLBACK_FRAME_RATE = Fraction(25)
+# AVColorSpace / AVColorRange values: the encoder tags what the writer converts with.
+_AVCOL_SPC_SMPTE170M = 6
+_AVCOL_RANGE_MPEG = 1
+
+
+@dataclass
+class VideoFrame:
+    """One decoded picture.
+
+    rgb: H x W x 3, uint8, or uint16 when the source has more than 8 bits per
+    channel (10-bit video, 16-bit PNG), so that no luminance detail is lost.
+    pts: presentation timestamp in time_base units (None if the source has none).
+    alpha: H x W, same dtype as rgb, for sources with transparency; else None.
+    index: position in decode output order, counting from 0.
+    """
+
+    rgb: np.ndarray
+    pts: int | None = None
+    time_base: Fraction | None = None
+    alpha: np.ndarray | None = None
+    index: int = 0
+
+    @property
+    def time(self) -> Fraction | None:
+        """Presentation time in seconds, exact."""
+        if self.pts is None or self.time_base is None:
+            return None
+        return self.pts * self.time_base
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """An audio or subtitle stream of the source, as the writer will copy it."""
+
+    index: int
+    type: str
+    codec: str
+    language: str | None
+
+
+def _check_input_path(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: input not found")
+    if path.is_dir():
+        raise InputError(f"{path}: input is a directory, not a video or image file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: input is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: input is not readable")
+
+
+def _is_deep(video_format) -> bool:
+    """True when a pixel format holds more than 8 bits in a colour channel."""
+    return any(component.bits > 8 for component in video_format.components if not component.is_alpha)
+
+
+def _has_alpha(video_format) -> bool:
+    return any(component.is_alpha for component in video_format.components)
+
+
+def decoded_to_video_frame(frame: av.VideoFrame, index: int) -> VideoFrame:
+    """Convert a decoded frame to RGB, keeping its depth, range and alpha.
+
+    swscale reads the frame's own colour range and matrix, so full-range
+    (yuvj) and 10-bit sources come out right.
+    """
+    deep = _is_deep(frame.format)
+    alpha = None
+    if _has_alpha(frame.format):
+        rgba = frame.to_ndarray(format="rgba64le" if deep else "rgba")
+        rgb, alpha = np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
+    else:
+        rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb48le" if deep else "rgb24"))
+    return VideoFrame(rgb=rgb, pts=frame.pts, time_base=frame.time_base, alpha=alpha, index=index)
+
+
+class VideoReader:
+    """Frames of a video (or of one image) with their timestamps.
+
+    Use as a context manager. frames() is one live decode loop over the
+    container; call it again to start over.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        _check_input_path(self.path)
+        try:
+            self._container = av.open(str(self.path))
+        except (av.FFmpegError, UnicodeDecodeError) as error:
+            raise VideoOpenError(f"{self.path}: cannot open as video or image ({error})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise NoVideoStreamError(f"{self.path}: no video or image stream in the file")
+        self._stream = self._container.streams.video[0]
+        # Let the decoder use several threads; frames still come out in order.
+        self._stream.thread_type = "AUTO"
+        self._rotation: int | None = None
+        self._decode_started = False
+        self.decode_errors = 0
+        # pts of the packets that failed to decode (None where a packet had no pts).
+        self.decode_error_pts: list[int | None] = []
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    @property
+    def width(self) -> int:
+        return self._stream.codec_context.width
+
+    @property
+    def height(self) -> int:
+        return self._stream.codec_context.height
+
+    @property
+    def frame_rate(self) -> Fraction:
+        stream = self._stream
+        for rate in (stream.guessed_rate, stream.average_rate, stream.base_rate):
+            if rate:
+                return Fraction(rate)
+        return FALLBACK_FRAME_RATE
+
+    @property
+    def time_base(self) -> Fraction:
+        return Fraction(self._stream.time_base) if self._stream.time_base else 1 / self.frame_rate
+
+    @property
+    def start_time(self) -> int:
+        """pts of the stream's first frame, in time_base units (0 when unknown)."""
+        return self._stream.start_time or 0
+
+    @property
+    def duration(self) -> Fraction | None:
+        """Length of the video stream in seconds, when the file says."""
+        if self._stream.duration:
+            return self._stream.duration * self.time_base
+        if self._container.duration:
+            return Fraction(self._container.duration, av.time_base)
+        return None
+
+    @property
+    def frame_count(self) -> int:
+        """Number of frames: exact when the container counts them, else estimated."""
+        if self.is_image:
+            return 1
+        if self._stream.frames:
+            return self._stream.frames
+        duration = self.duration
+        return round(duration * self.frame_rate) if duration else 0
+
+    @property
+    def is_image(self) -> bool:
+        # Still images are opened by the image2 demuxer or one of its *_pipe probes.
+        name = self._container.format.name
+        return name == "image2" or name.endswith("_pipe")
+
+    @property
+    def pix_fmt(self) -> str | None:
+        return self._stream.codec_context.pix_fmt
+
+    @property
+    def codec_name(self) -> str:
+        return self._stream.codec_context.name
+
+    @property
+    def has_alpha(self) -> bool:
+        video_format = self._stream.codec_context.format
+        return video_format is not None and _has_alpha(video_format)
+
+    @property
+    def bit_depth(self) -> int:
+        """Bits per colour channel of the source (8 when the format is unknown)."""
+        video_format = self._stream.codec_context.format
+        if video_format is None:
+            return 8
+        return max((c.bits for c in video_format.components if not c.is_alpha), default=8)
+
+    @property
+    def rotation(self) -> int:
+        """Counter-clockwise display rotation in degrees (0 when none is set).
+
+        FFmpeg attaches the container's display matrix to decoded frames, so the
+        first frame tells; it is decoded once, from a separate handle.
+        """
+        if self._rotation is None:
+            with av.open(str(self.path)) as probe:
+                first = next(probe.decode(video=0), None)
+                self._rotation = int(first.rotation) if first is not None else 0
+        return self._rotation
+
+    @property
+    def audio_streams(self) -> list[StreamInfo]:
+        return [_stream_info(stream) for stream in self._container.streams.audio]
+
+    @property
+    def subtitle_streams(self) -> list[StreamInfo]:
+        return [_stream_info(stream) for stream in self._container.streams.subtitles]
+
+    def frames(self, start_pts: int | None = None) -> Iterator[VideoFrame]:
+        """Yield every frame in presentation order, from start_pts if given.
+
+        start_pts is in time_base units: the reader seeks to the keyframe at or
+        before it and skips the frames before it. Packets the decoder rejects
+        are counted in decode_errors (with their pts in decode_error_pts) and
+        decoding goes on; DecodeError when nothing at all could be decoded.
+        """
+        if start_pts is not None or self._decode_started:
+            self._seek(start_pts if start_pts is not None else self.start_time)
+        self._decode_started = True
+        index = 0
+        for frame in self._decoded(self._stream):
+            if start_pts is not None and frame.pts is not None and frame.pts < start_pts:
+                continue
+            if index == 0 and self._rotation is None:
+                self._rotation = int(frame.rotation)
+            yield decoded_to_video_frame(frame, index)
+            index += 1
+        if index == 0 and self.decode_errors:
+            raise DecodeError(f"{self.path}: no frame could be decoded ({self.decode_errors} packets rejected)")
+
+    def _decoded(self, stream) -> Iterator[av.VideoFrame]:
+        # Demux and decode packet by packet, rather than container.decode(), so
+        # that one corrupt packet is counted instead of ending the generator.
+        # The demuxer ends with an empty packet that flushes the frames the
+        # decoder still holds (B-frames), so none are lost at the end.
+        try:
+            for packet in self._container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError:
+                    self.decode_errors += 1
+                    self.decode_error_pts.append(packet.pts)
+                    continue
+                yield from decoded
+        except av.FFmpegError as error:
+            raise DecodeError(f"{self.path}: reading the file failed ({error})") from None
+
+    def _seek(self, pts: int) -> None:
+        try:
+            self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
+        except av.FFmpegError as error:
+            raise DecodeError(f"{self.path}: cannot seek to pts {pts} ({error})") from None
+
+
+def _codec_name(stream) -> str:
+    # The codec's own name ('mp3'), not its decoder's ('mp3float'): muxers list codecs.
+    return stream.codec.canonical_name
+
+
+def _stream_info(stream) -> StreamInfo:
+    codec = _codec_name(stream)
+    return StreamInfo(index=stream.index, type=stream.type, codec=codec, language=stream.language)
+
+
+def _temporary_path(destination: Path) -> Path:
+    # Same folder (so os.replace is atomic) and same extension (so the muxer is
+    # chosen right); hidden, and marked so a leftover is recognisable.
+    token = secrets.token_hex(4)
+    return destination.with_name(f".{destination.stem}.partial-{token}{destination.suffix}")
+
+
+def _video_pix_fmt(codec_name: str, width: int, height: int, deep: bool) -> str:
+    """The encoder pixel format: 4:2:0 when the size allows, 10-bit for deep sources."""
+    supported = {fmt.name for fmt in (av.codec.Codec(codec_name, "w").video_formats or ())}
+    odd_size = width % 2 or height % 2
+    for candidate in (
+        ("yuv444p10le" if odd_size else "yuv420p10le") if deep else None,
+        "yuv444p" if odd_size else "yuv420p",
+        "yuv420p",
+    ):
+        if candidate and (not supported or candidate in supported):
+            return candidate
+    return sorted(supported)[0]
+
+
+def _image_pix_fmt(codec_name: str, deep: bool, alpha: bool) -> str:
+    if codec_name == "png":
+        return {(False, False): "rgb24", (False, True): "rgba", (True, False): "rgb48be", (True, True): "rgba64be"}[
+            (deep, alpha)
+        ]
+    if codec_name == "tiff":
+        return {(False, False): "rgb24", (False, True): "rgba", (True, False): "rgb48le", (True, True): "rgba64le"}[
+            (deep, alpha)
+        ]
+    if codec_name == "libwebp":
+        return "yuva420p" if alpha else "yuv420p"
+    if codec_name == "bmp":
+        return "bgra" if alpha else "bgr24"
+    # JPEG: full range, no chroma subsampling (colour is what we produce).
+    return "yuvj444p"
+
+
+_IMAGE_CODEC_OPTIONS = {
+    "mjpeg": {"qmin": "1", "qmax": "2"},
+    "libwebp": {"quality": "95"},
+}
+
+
+def _to_av_frame(frame: VideoFrame) -> av.VideoFrame:
+    rgb = np.ascontiguousarray(frame.rgb)
+    deep = rgb.dtype == np.uint16
+    if rgb.dtype not in (np.uint8, np.uint16) or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise EncodeError(f"frame {frame.index}: expected H x W x 3 uint8 or uint16 RGB, got {rgb.dtype} {rgb.shape}")
+    if frame.alpha is not None:
+        alpha = np.asarray(frame.alpha).astype(rgb.dtype)
+        rgba = np.concatenate([rgb, alpha[..., None]], axis=-1)
+        return av.VideoFrame.from_ndarray(rgba, format="rgba64le" if deep else "rgba")
+    return av.VideoFrame.from_ndarray(rgb, format="rgb48le" if deep else "rgb24")
+
+
+# FFmpeg's default layout for each channel count.
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _standard_layout(layout) -> av.AudioLayout:
+    # Some containers leave the layout unnamed ("1 channels"), which encoders refuse.
+    if layout.name == f"{layout.nb_channels} channels" and layout.nb_channels in _DEFAULT_LAYOUTS:
+        return av.AudioLayout(_DEFAULT_LAYOUTS[layout.nb_channels])
+    return layout
+
+
+class _PacketCopier:
+    """Copies the source's audio and subtitle packets into the output, interleaved.
+
+    The source is opened a second time and read in file order; before each
+    video packet the writer asks for every packet up to that moment, so the
+    muxer never has to buffer more than a moment of either kind.
+    """
+
+    def __init__(self, source: Path, output, copy_audio: bool, copy_subtitles: bool, notices: list[str]):
+        self._source = av.open(str(source))
+        self._output = output
+        # Source stream index -> output stream; re-encoded ones are also in _reencoded.
+        self._targets: dict[int, object] = {}
+        self._reencoded: set[int] = set()
+        wanted = []
+        if copy_audio:
+            wanted += list(self._source.streams.audio)
+        if copy_subtitles:
+            wanted += list(self._source.streams.subtitles)
+        for stream in wanted:
+            self._add_output_stream(stream, notices)
+        copied = [self._source.streams[index] for index in self._targets]
+        self._packets = self._source.demux(*copied) if copied else iter(())
+        self._pending = None
+
+    def _add_output_stream(self, stream, notices: list[str]) -> None:
+        codec = _codec_name(stream)
+        label = f"{stream.type} stream #{stream.index} ({codec})"
+        if codec in self._output.supported_codecs:
+            target = self._output.add_stream_from_template(stream)
+            target.metadata.update(stream.metadata)
+            self._targets[stream.index] = target
+        elif stream.type == "audio":
+            target = self._output.add_stream(self._output.default_audio_codec, rate=stream.codec_context.sample_rate)
+            target.layout = _standard_layout(stream.codec_context.layout)
+            target.format = target.codec_context.codec.audio_formats[0]
+            target.metadata.update(stream.metadata)
+            self._targets[stream.index] = target
+            self._reencoded.add(stream.index)
+            notices.append(f"{label} re-encoded to {target.codec_context.name}: the output container cannot hold {codec}")
+        else:
+            notices.append(f"{label} not copied: the output container cannot hold {codec}; use .mkv to keep it")
+
+    def copy_until(self, seconds: Fraction | None) -> None:
+        """Mux every source packet that starts at or before seconds (None: all)."""
+        while True:
+            packet = self._pending if self._pending is not None else next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                return
+            if packet.dts is None or packet.size == 0:
+                continue
+            if seconds is not None and packet.dts * packet.time_base > seconds:
+                self._pending = packet
+                return
+            self._mux(packet)
+
+    def _mux(self, packet) -> None:
+        target = self._targets[packet.stream.index]
+        if packet.stream.index in self._reencoded:
+            for frame in packet.decode():
+                for encoded in target.encode(frame):
+                    self._output.mux(encoded)
+            return
+        packet.stream = target
+        self._output.mux(packet)
+
+    def finish(self) -> None:
+        self.copy_until(None)
+        for index in self._reencoded:
+            for encoded in self._targets[index].encode(None):
+                self._output.mux(encoded)
+        self._source.close()
+
+    def close(self) -> None:
+        self._source.close()
+
+
+class VideoWriter:
+    """Writes RGB frames to a video or image file, atomically.
+
+    template: the VideoReader of the source (its size, time base, rate and
+    rotation are kept, its audio and subtitle packets copied), or None to take
+    the size from the first frame and use frame_rate.
+    The output goes to a hidden temporary file beside path; close() renames it
+    onto path only when everything was written. Leaving the with-block by an
+    exception removes the temporary file and leaves path untouched.
+    """
+
+    def __init__(
+        self,
+        path,
+        template: VideoReader | None = None,
+        *,
+        codec: str = "libx264",
+        crf: int = 18,
+        preset: str = "medium",
+        copy_audio: bool = True,
+        copy_subtitles: bool = True,
+        frame_rate=None,
+        options: dict[str, str] | None = None,
+    ):
+        self.path = Path(path)
+        self.kind = output_kind(self.path)
+        self.template = template
+        self.codec = codec if self.kind == "video" else IMAGE_CODECS[self.path.suffix.lower()]
+        self.crf, self.preset = crf, preset
+        self.copy_audio, self.copy_subtitles = copy_audio, copy_subtitles
+        self.frame_rate = Fraction(frame_rate) if frame_rate else (template.frame_rate if template else FALLBACK_FRAME_RATE)
+        self.time_base = template.time_base if template is not None else 1 / self.frame_rate
+        self.options = dict(options or {})
+        self.notices: list[str] = []
+        self.frames_written = 0
+        # Frames whose pts was missing or not after the previous one, and was moved.
+        self.pts_adjusted = 0
+        self.temporary_path = _temporary_path(self.path)
+        self._container = None
+        self._stream = None
+        self._copier: _PacketCopier | None = None
+        self._last_pts: int | None = None
+        self._closed = False
+        if codec not in av.codecs_available:
+            raise OutputError(f"{self.path}: video codec {codec!r} is not available in this PyAV build")
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def write(self, frame: VideoFrame) -> None:
+        """Encode one frame; its pts (in frame.time_base) is kept."""
+        if self._closed:
+            raise EncodeError(f"{self.path}: write() after close()")
+        if self.kind == "image" and self.frames_written:
+            raise EncodeError(f"{self.path}: an image output holds one frame; use a video extension for more")
+        if self._container is None:
+            self._open(frame)
+        self._check_size(frame)
+        av_frame = _to_av_frame(frame)
+        if self.kind == "video":
+            av_frame = av_frame.reformat(format=self._stream.pix_fmt, dst_colorspace="ITU601", dst_color_range="MPEG")
+            av_frame.pts = self._next_pts(frame)
+            av_frame.time_base = self.time_base
+        try:
+            for packet in self._stream.encode(av_frame):
+                self._mux_video(packet)
+        except av.FFmpegError as error:
+            raise EncodeError(f"{self.path}: encoding frame {frame.index} failed ({error})") from None
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder, copy the remaining audio, and move the file into place."""
+        if self._closed:
+            return
+        if self._container is None:
+            self.abort()
+            raise EncodeError(f"{self.path}: no frames were written")
+        try:
+            for packet in self._stream.encode(None):
+                self._mux_video(packet)
+            if self._copier is not None:
+                self._copier.finish()
+            self._container.close()
+        except (av.FFmpegError, OSError) as error:
+            self.abort()
+            raise EncodeError(f"{self.path}: finishing the output failed ({error})") from None
+        self._closed = True
+        os.replace(self.temporary_path, self.path)
+
+    def abort(self) -> None:
+        """Stop writing and remove the temporary file; path is left as it was."""
+        self._closed = True
+        for closable in (self._copier, self._container):
+            if closable is not None:
+                try:
+                    closable.close()
+                except (av.FFmpegError, OSError):
+                    pass  # the file is being thrown away; its trailer does not matter
+        self.temporary_path.unlink(missing_ok=True)
+
+    def _open(self, first: VideoFrame) -> None:
+        height, width = first.rgb.shape[:2]
+        if self.template is not None:
+            width, height = self.template.width, self.template.height
+        deep = first.rgb.dtype == np.uint16
+        try:
+            if self.kind == "image":
+                self._open_image(width, height, deep, first.alpha is not None)
+            else:
+                self._open_video(width, height, deep)
+        except (av.FFmpegError, ValueError, OSError) as error:
+            self.abort()
+            raise EncodeError(f"{self.path}: cannot start writing ({error})") from None
+
+    def _open_image(self, width: int, height: int, deep: bool, alpha: bool) -> None:
+        # update=1: a single file, its name taken literally (no %d pattern).
+        self._container = av.open(str(self.temporary_path), "w", format="image2", options={"update": "1"})
+        self._stream = self._container.add_stream(self.codec, options={**_IMAGE_CODEC_OPTIONS.get(self.codec, {}), **self.options})
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = _image_pix_fmt(self.codec, deep, alpha)
+
+    def _open_video(self, width: int, height: int, deep: bool) -> None:
+        container_format = VIDEO_CONTAINERS[self.path.suffix.lower()]
+        self._container = av.open(str(self.temporary_path), "w", format=container_format)
+        options = {"crf": str(self.crf), "preset": self.preset} if self.codec in ("libx264", "libx265") else {}
+        stream = self._container.add_stream(self.codec, rate=self.frame_rate, options={**options, **self.options})
+        stream.width, stream.height = width, height
+        stream.pix_fmt = _video_pix_fmt(self.codec, width, height, deep)
+        stream.time_base = stream.codec_context.time_base = self.time_base
+        stream.codec_context.colorspace = _AVCOL_SPC_SMPTE170M
+        stream.codec_context.color_range = _AVCOL_RANGE_MPEG
+        if self.template is not None and self.template.rotation:
+            stream.set_display_rotation(self.template.rotation)
+        self._stream = stream
+        if self.template is not None and not self.template.is_image and (self.copy_audio or self.copy_subtitles):
+            self._copier = _PacketCopier(self.template.path, self._container, self.copy_audio, self.copy_subtitles, self.notices)
+
+    def _check_size(self, frame: VideoFrame) -> None:
+        height, width = frame.rgb.shape[:2]
+        if (width, height) != (self._stream.width, self._stream.height):
+            raise EncodeError(
+                f"{self.path}: frame {frame.index} is {width}x{height}, the output is {self._stream.width}x{self._stream.height}"
+            )
+
+    def _next_pts(self, frame: VideoFrame) -> int:
+        """The frame's pts in the writer's time base, strictly after the previous one."""
+        if frame.pts is not None:
+            source_time_base = frame.time_base or self.time_base
+            pts = round(frame.pts * source_time_base / self.time_base)
+        else:
+            pts = None
+        if self._last_pts is not None and (pts is None or pts <= self._last_pts):
+            step = max(1, round(1 / (self.frame_rate * self.time_base)))
+            pts = self._last_pts + (step if pts is None else 1)
+            self.pts_adjusted += 1
+        elif pts is None:
+            pts = self.template.start_time if self.template is not None else 0
+        self._last_pts = pts
+        return pts
+
+    def _mux_video(self, packet) -> None:
+        if self._copier is not None and packet.dts is not None:
+            self._copier.copy_until(packet.dts * packet.time_base)
+        self._container.mux(packet)
