@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,16 +65,20 @@ class SceneCutDetector:
       best pixel within ``search`` thumbnail pixels in the other frame (both
       directions, averaged), so pans and moving objects up to about
       ``search * (render_short_side / thumb)`` render pixels per frame cost
-      little, while unrelated content still differs everywhere.
+      little, while unrelated content still differs everywhere. Contrast is
+      floored at ``contrast_floor`` L units (so noise in a near-black frame is
+      not blown up) and the term is scaled down by ``max(std) / contrast_ref``
+      when both frames are nearly flat: a fade from black "reveals" structure
+      that is not a cut.
     * **brightness**: jump of mean lightness divided by ``brightness_scale``.
       It catches cuts between two flat / similar-looking frames that the
       normalised structure term cannot see, and a fade moves the mean only a
       little per frame.
 
     The decision (:meth:`is_cut`) is adaptive: a pair is a cut when its score is
-    above ``threshold`` *and* ``ratio`` times the median score of the recent
-    frames of the current shot (so a shot full of fast motion, whose scores
-    are all high, does not fire every frame), or unconditionally above
+    above ``threshold`` *and* ``ratio`` times the median score of the last
+    ``history`` pairs (so fast motion, whose scores are all high, does not fire
+    every frame), or unconditionally above
     ``hard_threshold``. :meth:`update` keeps that history for streaming use;
     :meth:`detect` runs over a whole clip.
     """
@@ -232,6 +236,9 @@ class TemporalSmoother:
 
     The lightness gate is what keeps moving objects sharp: where something else
     moved in, L changed, so that neighbour's colour is ignored there.
+    ``lum_sigma=3`` L units: tolerant of residual grain at render resolution
+    (L noise of 1.5 units still leaves most of the smoothing) yet a neighbour
+    whose L differs by 10 (a low-contrast object edge) gets weight < 0.004.
 
     EMA mode keeps a state ``S`` (2 x h x w) and the previous lightness::
 
@@ -262,6 +269,8 @@ class TemporalSmoother:
             raise ValueError("radius must be >= 0")
         if lum_sigma <= 0:
             raise ValueError("lum_sigma must be > 0")
+        if time_sigma is not None and time_sigma <= 0:
+            raise ValueError("time_sigma must be > 0 (math.inf for a flat kernel)")
         if ema_memory < 0:
             raise ValueError("ema_memory must be >= 0")
         self.mode = mode
@@ -276,7 +285,9 @@ class TemporalSmoother:
         if detector is True:
             detector = SceneCutDetector()
         self.detector: SceneCutDetector | None = detector or None
-        self.cuts: list[Any] = []  # keys of frames that started a new shot
+        # keys of the frames that started a new shot (for reporting); kept
+        # across flush()
+        self.cuts: list[Any] = []
         self._reset_stream()
 
     # -- helpers -----------------------------------------------------------

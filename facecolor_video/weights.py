@@ -38,7 +38,13 @@ VGG16_FEATURES = WeightsFile(
 )
 
 # Colorization heads, by the name users pass to --model.
-MODELS: dict[str, WeightsFile] = {}
+MODELS: dict[str, WeightsFile] = {
+    "general": WeightsFile(
+        "colorizer_general-29b9aec2.pt",
+        "29b9aec255f6471f35b02799078783f77cbd6f6ef1b4eb77b174db02efe2287b",
+        "colorization head trained on faces, people in context and scenes (see weights/README.md)",
+    ),
+}
 DEFAULT_MODEL = "general"
 
 

@@ -1,0 +1,34 @@
+"""One table of defaults with their ranges, shared by the click options and the library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Setting:
+    default: object
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    help: str = ""
+
+
+SETTINGS: dict[str, Setting] = {
+    "batch_size": Setting(8, 1, 1024, "frames per batch through the network"),
+    "render_size": Setting(256, 32, 8192, "short side, in pixels, at which a*b* is predicted (luminance stays full size)"),
+    "global_every": Setting(8, 1, 10000, "compute VGG16 global features every Nth frame (and at each scene cut)"),
+    "smooth": Setting("window", help="temporal smoothing of a*b*: window, ema or none"),
+    "smooth_radius": Setting(2, 0, 16, "frames on each side averaged by --smooth window"),
+    "crf": Setting(18, 0, 51, "encoder quality (lower is better, larger files)"),
+    "preset": Setting("medium", help="encoder speed/size preset (libx264: ultrafast ... veryslow)"),
+    "codec": Setting("libx264", help="video encoder"),
+    "every": Setting(240, 1, None, "preview: take every Nth frame"),
+}
+
+SMOOTH_MODES = ("window", "ema", "none")
+DEVICES = ("auto", "cuda", "cpu")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def default(name: str):
+    return SETTINGS[name].default
