@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from .errors import FacecolorError, OutputError
+from .outputs import check_output_path
 from .pipeline import ColorizeOptions, colorize_file
+from .video import VideoReader
 
 
 def plan_outputs(paths: tuple[Path, ...], output_dir: Path | None, output_format: str | None) -> list[tuple[Path, Path]]:
@@ -49,6 +51,9 @@ def colorize_many(jobs: list[tuple[Path, Path]], make_colorizer: Callable, optio
                 bar = tqdm(total=reader.frame_count or None, unit="frame", desc=source.name, dynamic_ncols=True)
 
         try:
+            # check the paths and open the input before the (slow) model load
+            check_output_path(source, destination, overwrite=options.overwrite)
+            VideoReader(source).close()
             if colorizer is None:
                 colorizer = make_colorizer()
             report = colorize_file(source, destination, colorizer, options,
@@ -66,4 +71,91 @@ def colorize_many(jobs: list[tuple[Path, Path]], make_colorizer: Callable, optio
             click.echo(f"note: {notice}", err=True)
         if not quiet:
             click.echo(f"{destination}: {report.frames_written} frame(s) in {report.seconds:.1f} s", err=True)
+    return failures
+
+
+# Inputs the batch command picks from a folder.
+VIDEO_INPUT_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts",
+                                    ".wmv", ".flv", ".ogv", ".dv", ".3gp"})
+
+
+def archive_jobs(dir_or_list: Path, output_dir: Path, output_format: str | None = None) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """(input, output) pairs for the batch command, and the inputs skipped because their output exists.
+
+    dir_or_list: a folder (its video files, sorted, not recursive) or a text file
+    with one path per line (blank lines and # comments ignored; relative paths
+    are taken from the list's folder). Outputs keep the input's extension when it
+    is one we write (mp4, m4v, mov, mkv), else get .mp4, or output_format.
+    """
+    from .outputs import VIDEO_CONTAINERS
+
+    dir_or_list = Path(dir_or_list)
+    if dir_or_list.is_dir():
+        sources = sorted(p for p in dir_or_list.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_INPUT_EXTENSIONS)
+    elif dir_or_list.is_file():
+        sources = []
+        for line in dir_or_list.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                path = Path(line).expanduser()
+                sources.append(path if path.is_absolute() else dir_or_list.parent / path)
+    else:
+        raise OutputError(f"{dir_or_list}: neither a folder nor a list file")
+    if not output_dir.is_dir():
+        raise OutputError(f"{output_dir}: output folder does not exist")
+    jobs, skipped, seen = [], [], {}
+    for source in sources:
+        if output_format:
+            suffix = "." + output_format.lstrip(".").lower()
+        else:
+            suffix = source.suffix.lower() if source.suffix.lower() in VIDEO_CONTAINERS else ".mp4"
+        destination = output_dir / (source.stem + suffix)
+        if destination in seen:
+            raise OutputError(f"{destination}: both {seen[destination]} and {source} would be written there")
+        seen[destination] = source
+        if destination.exists():
+            skipped.append(source)
+        else:
+            jobs.append((source, destination))
+    return jobs, skipped
+
+
+def colorize_many_segmented(jobs: list[tuple[Path, Path]], colorizer_settings: dict, options: ColorizeOptions,
+                            quiet: bool, **run_options) -> int:
+    """Like colorize_many, segment by segment (see segments.colorize_films: segment_seconds, workers,
+    resume, ray_address): resumable, and run in parallel processes or on Ray. Returns the failure count.
+    """
+    from tqdm import tqdm
+
+    from .segments import colorize_films
+
+    bar = None if quiet else tqdm(total=None, unit="frame", desc="colorize", dynamic_ncols=True)
+
+    def finished(report) -> None:
+        for notice in report.notices:
+            click.echo(f"note: {notice}", err=True)
+        if not quiet:
+            extra = ""
+            if getattr(report, "segments", 0):
+                extra = f" ({report.segments_run} segment(s) colorized, {report.segments_skipped} kept from before)"
+            click.echo(f"{report.destination}: {report.frames_written} frame(s) in {report.seconds:.1f} s{extra}", err=True)
+
+    failures = 0
+
+    def failed(source, error) -> None:
+        nonlocal failures
+        if len(jobs) == 1:
+            raise error
+        click.echo(f"error: {error}", err=True)
+        failures += 1
+
+    try:
+        colorize_films(jobs, colorizer_settings, options, progress=bar.update if bar is not None else None,
+                       on_film=finished, on_error=failed, **run_options)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished segments are kept; rerun the same command with --resume to continue", err=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     return failures

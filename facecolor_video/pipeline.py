@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from itertools import islice
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .colorizer import Colorizer
+from .colorizer import Colorizer, PreparedBatch
 from .outputs import check_output_path
+from .prefetch import BackgroundWriter, Prefetcher
 from .settings import default
 from .temporal import SceneCutDetector, TemporalSmoother
 from .video import VideoFrame, VideoReader, VideoWriter
@@ -34,6 +37,12 @@ class ColorizeOptions:
     preset: str = default("preset")
     audio: bool = True
     overwrite: bool = False
+    # decode (and L) in a reader thread, compose and encode in a writer thread, the network in between
+    overlap: bool = True
+    # torch intra-op threads while colorizing; 0: leave torch's setting as it is
+    threads: int = default("threads")
+    # stop after this many frames (bench); audio is not cut to match, so use it with audio=False
+    max_frames: int | None = None
 
 
 @dataclass
@@ -81,34 +90,78 @@ class FrameColorizer:
         self.scene_cuts = 0
 
     def process(self, frames: list[VideoFrame]) -> list[VideoFrame]:
-        prepared = self.colorizer.prepare([frame.rgb for frame in frames])
-        new_shot = [self.detector.update(small) for small in prepared.small_lightness]
-        self.scene_cuts += sum(new_shot)
-        ab = self.colorizer.predict(prepared.small_lightness, new_shot)
-        ready = []
-        for index, frame in enumerate(frames):
-            self.waiting.append((frame, prepared.lightness[index], prepared.max_value))
-            ready += self.smoother.push(prepared.small_lightness[index], ab[index], key=frame.index, cut=new_shot[index])
-        return self._compose(ready)
+        return self.compose(self.advance(frames, self.prepare(frames)))
 
     def finish(self) -> list[VideoFrame]:
-        return self._compose(self.smoother.flush())
+        return self.compose(self.flush())
 
-    def _compose(self, ready: list[tuple[int, torch.Tensor]]) -> list[VideoFrame]:
+    # The three steps of process(), for callers that run them in different threads:
+    # prepare and compose keep no state, advance must see the batches in order.
+    def prepare(self, frames: list[VideoFrame]) -> tuple[PreparedBatch, torch.Tensor]:
+        """Frames -> their L (full and render size) and the scene-cut detector's thumbnails."""
+        with self.colorizer.stage("lightness"):
+            prepared = self.colorizer.prepare([frame.rgb for frame in frames])
+            thumbnails = self._thumbnails(prepared.small_lightness)
+        return prepared, thumbnails
+
+    def advance(self, frames: list[VideoFrame], prepared: tuple[PreparedBatch, torch.Tensor]) -> list:
+        """Scene cuts, a*b* and smoothing for the next batch; returns the frames now ready for ``compose``."""
+        prepared, thumbnails = prepared
+        with self.colorizer.stage("smoothing"):
+            new_shot = [self.detector.update(thumbnail) for thumbnail in thumbnails]
+        self.scene_cuts += sum(new_shot)
+        ab = self.colorizer.predict(prepared.small_lightness, self._fresh_global(frames, new_shot))
+        ready = []
+        with self.colorizer.stage("smoothing"):
+            for index, frame in enumerate(frames):
+                self.waiting.append((frame, prepared.lightness[index], prepared.max_value))
+                ready += self.smoother.push(prepared.small_lightness[index], ab[index], key=frame.index, cut=new_shot[index])
+        return self._take(ready)
+
+    def flush(self) -> list:
+        """The frames the smoother still holds, ready for ``compose``."""
+        with self.colorizer.stage("smoothing"):
+            return self._take(self.smoother.flush())
+
+    def _thumbnails(self, small_lightness: torch.Tensor) -> torch.Tensor:
+        # SceneCutDetector.thumbnail for the whole batch in one op (the same numbers): the
+        # detector then gets frames already at its thumbnail size and uses them as they are.
+        height, width = small_lightness.shape[-2:]
+        scale = self.detector.thumb / min(height, width)
+        if scale >= 1:
+            return small_lightness
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        return F.adaptive_avg_pool2d(small_lightness.float(), size)
+
+    def _take(self, ready: list[tuple[int, torch.Tensor]]) -> list[tuple[VideoFrame, torch.Tensor, torch.Tensor, float]]:
+        taken = []
+        for key, ab in ready:
+            frame, lightness, max_value = self.waiting.popleft()
+            assert key == frame.index, "the smoother returns frames in order"
+            taken.append((frame, lightness, ab, max_value))
+        return taken
+
+    def _fresh_global(self, frames: list[VideoFrame], new_shot: list[bool]) -> list[bool]:
+        # Global features are computed at each cut and on every frame whose index in
+        # the film is a multiple of global_every: a schedule fixed by position, so a
+        # segment decoded from a seek (segments.py) computes them on the same frames
+        # as a run from the start.
+        every = self.colorizer.global_every
+        return [cut or frame.index % every == 0 for frame, cut in zip(frames, new_shot)]
+
+    def compose(self, ready: list[tuple[VideoFrame, torch.Tensor, torch.Tensor, float]]) -> list[VideoFrame]:
+        """Ready frames (from ``advance`` / ``flush``) -> colorized frames, composed as one batch."""
         if not ready:
             return []
-        sources = [self.waiting.popleft() for _ in ready]
-        for (key, _), (frame, _, _) in zip(ready, sources):
-            assert key == frame.index, "the smoother returns frames in order"
-        max_value = sources[0][2]
-        rgb = self.colorizer.compose(
-            torch.stack([lightness for _, lightness, _ in sources]),
-            torch.stack([ab for _, ab in ready]),
-            max_value,
-        )
+        with self.colorizer.stage("compose"):
+            rgb = self.colorizer.compose(
+                torch.stack([lightness for _, lightness, _, _ in ready]),
+                torch.stack([ab for _, _, ab, _ in ready]),
+                ready[0][3],
+            )
         return [
             VideoFrame(rgb=rgb[i], pts=frame.pts, time_base=frame.time_base, alpha=frame.alpha, index=frame.index)
-            for i, (frame, _, _) in enumerate(sources)
+            for i, (frame, _, _, _) in enumerate(ready)
         ]
 
 
@@ -139,10 +192,12 @@ def colorize_file(
             destination, reader, codec=options.codec, crf=options.crf, preset=options.preset,
             copy_audio=options.audio, copy_subtitles=options.audio,
         ) as writer:
-            for batch in batched(reader.frames(), options.batch_size):
-                report.frames_read += len(batch)
-                _write_all(writer, stream.process(batch), progress)
-            _write_all(writer, stream.finish(), progress)
+            frames = reader.frames()
+            if options.max_frames is not None:
+                frames = islice(frames, options.max_frames)
+            with torch_threads(options.threads):
+                report.frames_read = run_stream(stream, frames, options.batch_size,
+                                                lambda done: _write_all(writer, done, progress), options.overlap)
             report.frames_written = writer.frames_written
             report.notices += writer.notices
         report.decode_errors = reader.decode_errors
@@ -153,6 +208,53 @@ def colorize_file(
         )
     report.seconds = time.perf_counter() - started
     return report
+
+
+class torch_threads:
+    """Within the block, torch uses ``count`` intra-op threads (0: as it was); restored afterwards."""
+
+    def __init__(self, count: int):
+        self.count = int(count or 0)
+        self.saved: int | None = None
+
+    def __enter__(self) -> None:
+        if self.count > 0:
+            self.saved = torch.get_num_threads()
+            torch.set_num_threads(self.count)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.saved is not None:
+            torch.set_num_threads(self.saved)
+
+
+def run_stream(stream: FrameColorizer, frames: Iterable[VideoFrame], batch_size: int,
+               write: Callable[[list[VideoFrame]], None], overlap: bool = True) -> int:
+    """Push frames through ``stream`` and hand the finished ones, in order, to ``write``; returns frames read.
+
+    overlap: decode and L in a reader thread, composition and ``write`` (encode)
+    in a writer thread, the network and the smoother in this one: FFmpeg and
+    torch release the GIL, so the three run at the same time. The queues are
+    short (two batches), so memory stays bounded.
+    """
+    read = 0
+    if not overlap:
+        for batch in batched(frames, batch_size):
+            read += len(batch)
+            write(stream.process(batch))
+        write(stream.finish())
+        return read
+
+    def prepared_batches():
+        for batch in batched(frames, batch_size):
+            yield batch, stream.prepare(batch)
+
+    with Prefetcher(prepared_batches(), depth=2) as batches, \
+            BackgroundWriter(lambda ready: write(stream.compose(ready)), depth=2) as output:
+        for batch, prepared in batches:
+            read += len(batch)
+            output.put(stream.advance(batch, prepared))
+        output.put(stream.flush())
+    return read
 
 
 def _write_all(writer: VideoWriter, frames: list[VideoFrame], progress: Callable[[int], None] | None) -> None:

@@ -365,3 +365,36 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     if resume and trainer.resume() and progress:
         print(f"resumed from step {trainer.step}, epoch {trainer.epoch}", flush=True)
     return trainer.run()
+
+
+def train_and_export(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
+    """Train, then write the best epoch's head as ``run_dir/head.pt`` with its sha256 beside it."""
+    run_dir = Path(run_dir)
+    trainer = Trainer(config, run_dir, progress)
+    if resume and trainer.resume():
+        print(f"resumed from step {trainer.step}, epoch {trainer.epoch}", flush=True)
+    best = trainer.run()
+    if not best.is_file():  # no validation: the last state is the best we know
+        best = run_dir / CHECKPOINT_NAME
+    best_row = max(trainer.history, key=lambda row: float(row.get("val_score", "-inf") or "-inf"), default={})
+    metadata = {
+        "epochs": trainer.epoch,
+        "steps": trainer.step,
+        "train_seconds": round(trainer.seconds, 1),
+        "device": str(trainer.device),
+        "data": [str(d) for d in config.data],
+        "best_epoch": {k: (float(v) if isinstance(v, (int, float, str)) and _is_number(v) else str(v))
+                       for k, v in best_row.items()},
+    }
+    head = run_dir / "head.pt"
+    sha256 = export_head(best, head, metadata)
+    head.with_name(head.name + ".sha256").write_text(f"{sha256}  {head.name}\n")
+    return head
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False

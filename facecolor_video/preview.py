@@ -1,0 +1,418 @@
+"""Contact sheets: every Nth frame of a film, before | after, labelled with its time.
+
+Only the frames the sheet needs are decoded when the film allows it: between
+two picked frames the sampler either decodes on (cheap when they sit in the
+same keyframe interval) or seeks to the keyframe before the next one (cheap
+when a keyframe lies between them). It learns the keyframe interval from the
+packets it reads, so a long-GOP film is decoded once, linearly, and a film with
+short GOPs is visited keyframe by keyframe.
+
+Picked frames are colorized as stills: no temporal smoothing, and fresh global
+features for every frame (they are far apart, usually in different shots).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .errors import DecodeError, OutputError
+from .outputs import check_output_path, output_kind
+from .video import VideoFrame, VideoReader, VideoWriter, _temporary_path, decoded_to_video_frame
+
+# Never seek across less than this: a keyframe that close is rare, and the
+# decoder flush costs more than the few frames it saves.
+MIN_SEEK_SECONDS = Fraction(1)
+LABEL_FONT_SIZE = 12
+PADDING = 16
+PAIR_GAP = 2
+BACKGROUND = (24, 24, 24)
+TEXT_COLOR = (235, 235, 235)
+
+
+@dataclass
+class PreviewReport:
+    source: Path
+    sheet_path: Path
+    every: int
+    frames_shown: int = 0
+    frames_decoded: int = 0
+    seeks: int = 0
+    decode_errors: int = 0
+    frame_files: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PickedFrame:
+    """One frame of the sheet: the source picture, its time and its number in the film."""
+
+    frame: VideoFrame
+    time: Fraction  # seconds, pts * time_base (absolute, as the file says)
+    number: int  # (time - start) * frame_rate, rounded: the frame's index in a constant-rate film
+
+
+def format_timestamp(seconds) -> str:
+    """Seconds (Fraction, float or int) -> ``HH:MM:SS.mmm``, rounded to the millisecond."""
+    millis = math.floor(Fraction(seconds) * 1000 + Fraction(1, 2))
+    sign = "-" if millis < 0 else ""
+    millis = abs(millis)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{sign}{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
+
+
+def frame_label(seconds, number: int) -> str:
+    """The caption under a pair: ``00:00:09.600  #240``."""
+    return f"{format_timestamp(seconds)}  #{number}"
+
+
+def frame_file_name(seconds, number: int) -> str:
+    """``frame_000240_00-00-09.600.png``: sorts by frame number, no ':' (Windows refuses it)."""
+    return f"frame_{number:06d}_{format_timestamp(seconds).replace(':', '-')}.png"
+
+
+class FrameSampler:
+    """Yields the first frame at or after each target time ``k * every / frame_rate`` from the start.
+
+    seek: None decides per gap (seek when the gap is longer than any keyframe
+    interval seen so far, and than MIN_SEEK_SECONDS); False always decodes on;
+    True seeks whenever the gap exceeds MIN_SEEK_SECONDS.
+    A frame whose time is within half a frame period before a target counts as
+    at the target (pts are often rounded), and each frame is picked at most once.
+    Targets at or past the end of the duration the file declares are not
+    looked for (no frame can start there).
+    """
+
+    def __init__(self, reader: VideoReader, every: int, seek: bool | None = None):
+        self.reader = reader
+        self.every = every
+        self.seek_mode = seek
+        self.frame_rate = reader.frame_rate
+        self.time_base = reader.time_base
+        self.start = reader.start_time * self.time_base
+        self.tolerance = 1 / (2 * self.frame_rate)
+        # past the end the file declares, a target is not looked for: seeking
+        # there would decode the last keyframe interval for nothing
+        duration = reader.duration
+        self.end = self.start + duration if duration and not reader.is_image else None
+        self.frames_decoded = 0
+        self.seeks = 0
+        self.decode_errors = 0
+        self._container = av.open(str(reader.path))
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self._packets: Iterator | None = None
+        self._pending: list[av.VideoFrame] = []
+        self._position: Fraction | None = None  # time of the last frame decoded
+        # what the packets read so far tell about keyframes (times in seconds)
+        self._last_keyframe: Fraction | None = None
+        self._latest_packet: Fraction | None = None
+        self._keyframe_interval = Fraction(0)
+        self._missing_pts = False
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> FrameSampler:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def target(self, k: int) -> Fraction:
+        return self.start + Fraction(k * self.every) / self.frame_rate
+
+    def __iter__(self) -> Iterator[PickedFrame]:
+        k = 0
+        while True:
+            target = self.target(k)
+            if self.end is not None and target >= self.end and self.frames_decoded:
+                return
+            if self._packets is None:
+                self._restart(None)
+            elif self._should_seek(target):
+                self._restart(target)
+            picked = self._next_at_or_after(target)
+            if picked is None:
+                if self.frames_decoded == 0 and self.decode_errors:
+                    raise DecodeError(f"{self.reader.path}: no frame could be decoded ({self.decode_errors} packets rejected)")
+                return
+            frame, seconds = picked
+            number = round((seconds - self.start) * self.frame_rate)
+            yield PickedFrame(decoded_to_video_frame(frame, number), seconds, number)
+            # the next target after this frame (a long VFR frame can cover several)
+            while self.target(k) <= seconds + self.tolerance:
+                k += 1
+
+    def _should_seek(self, target: Fraction) -> bool:
+        if self.seek_mode is False or self._missing_pts or self._position is None:
+            return False
+        gap = target - self._position
+        if gap <= MIN_SEEK_SECONDS:
+            return False
+        if self.seek_mode:
+            return True
+        return gap > self._keyframe_estimate()
+
+    def _keyframe_estimate(self) -> Fraction:
+        """The longest stretch known to hold no keyframe: seeking across less rarely lands later."""
+        estimate = self._keyframe_interval
+        if self._last_keyframe is not None and self._latest_packet is not None:
+            estimate = max(estimate, self._latest_packet - self._last_keyframe)
+        return estimate
+
+    def _restart(self, target: Fraction | None) -> None:
+        if self._packets is not None:
+            self._packets.close()
+        self._pending = []
+        self._last_keyframe = None
+        self._latest_packet = None
+        if target is not None:
+            # to the target itself, not target - tolerance: a keyframe right on the
+            # target (N a multiple of the GOP) must not send the seek one GOP back
+            pts = math.floor(target / self.time_base)
+            try:
+                self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
+            except av.FFmpegError as error:
+                raise DecodeError(f"{self.reader.path}: cannot seek to {format_timestamp(target)} ({error})") from None
+            self.seeks += 1
+        self._packets = self._container.demux(self._stream)
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        while True:
+            if self._pending:
+                yield self._pending.pop(0)
+                continue
+            try:
+                packet = next(self._packets, None)
+            except av.FFmpegError as error:
+                raise DecodeError(f"{self.reader.path}: reading the file failed ({error})") from None
+            if packet is None:
+                return
+            self._note_packet(packet)
+            try:
+                self._pending = list(packet.decode())
+            except av.FFmpegError:
+                self.decode_errors += 1
+            self.frames_decoded += len(self._pending)
+
+    def _note_packet(self, packet) -> None:
+        if packet.pts is None:
+            return
+        seconds = packet.pts * self.time_base
+        if packet.is_keyframe:
+            if self._last_keyframe is not None and seconds > self._last_keyframe:
+                self._keyframe_interval = max(self._keyframe_interval, seconds - self._last_keyframe)
+            self._last_keyframe = seconds
+        if self._latest_packet is None or seconds > self._latest_packet:
+            self._latest_packet = seconds
+
+    def _next_at_or_after(self, target: Fraction) -> tuple[av.VideoFrame, Fraction] | None:
+        for frame in self._decoded():
+            if frame.pts is None:
+                # no timestamps: count frames instead, and never seek
+                self._missing_pts = True
+                seconds = self.start if self._position is None else self._position + 1 / self.frame_rate
+            else:
+                seconds = frame.pts * self.time_base
+            self._position = seconds
+            if seconds >= target - self.tolerance:
+                return frame, seconds
+        return None
+
+
+def _display_rgb(frame: VideoFrame, rotation: int) -> np.ndarray:
+    """8-bit RGB turned upright (rotation: counter-clockwise degrees of the display matrix)."""
+    rgb = frame.rgb
+    if rgb.dtype == np.uint16:
+        rgb = (rgb >> 8).astype(np.uint8)
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def _upright(frame: VideoFrame, rotation: int) -> VideoFrame:
+    turns = round(rotation / 90) % 4
+    if not turns:
+        return frame
+    alpha = None if frame.alpha is None else np.ascontiguousarray(np.rot90(frame.alpha, turns))
+    return VideoFrame(np.ascontiguousarray(np.rot90(frame.rgb, turns)), frame.pts, frame.time_base, alpha, frame.index)
+
+
+class ContactSheet:
+    """A grid of before | after pairs with a caption under each, drawn with Pillow."""
+
+    def __init__(self, columns: int, thumb_width: int, title: str = ""):
+        self.columns = columns
+        self.thumb_width = thumb_width
+        self.title = title
+        self.pairs: list[tuple[Image.Image, Image.Image, str]] = []
+        self.font = _font(LABEL_FONT_SIZE)
+
+    def add(self, before: np.ndarray, after: np.ndarray, label: str) -> None:
+        height = max(1, round(self.thumb_width * before.shape[0] / before.shape[1]))
+        size = (self.thumb_width, height)
+        self.pairs.append((
+            Image.fromarray(before).resize(size, Image.Resampling.LANCZOS),
+            Image.fromarray(after).resize(size, Image.Resampling.LANCZOS),
+            label,
+        ))
+
+    def render(self) -> Image.Image:
+        if not self.pairs:
+            raise OutputError("no frames to put on the contact sheet")
+        line = _line_height(self.font)
+        columns = min(self.columns, len(self.pairs))
+        rows = math.ceil(len(self.pairs) / columns)
+        thumb_height = max(before.height for before, _, _ in self.pairs)
+        cell_width = 2 * self.thumb_width + PAIR_GAP
+        cell_height = thumb_height + line + 4
+        header = line + PADDING if self.title else 0
+        width = PADDING + columns * (cell_width + PADDING)
+        height = PADDING + header + rows * (cell_height + PADDING)
+        sheet = Image.new("RGB", (width, height), BACKGROUND)
+        draw = ImageDraw.Draw(sheet)
+        if self.title:
+            draw.text((PADDING, PADDING), self.title, fill=TEXT_COLOR, font=self.font)
+        for index, (before, after, label) in enumerate(self.pairs):
+            row, column = divmod(index, columns)
+            left = PADDING + column * (cell_width + PADDING)
+            top = PADDING + header + row * (cell_height + PADDING)
+            sheet.paste(before, (left, top))
+            sheet.paste(after, (left + self.thumb_width + PAIR_GAP, top))
+            draw.text((left, top + thumb_height + 2), label, fill=TEXT_COLOR, font=self.font)
+        return sheet
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _line_height(font) -> int:
+    left, top, right, bottom = font.getbbox("0:#Ag")
+    return bottom + 2
+
+
+def _save_atomically(image: Image.Image, destination: Path) -> None:
+    temporary = _temporary_path(destination)
+    image_format = Image.registered_extensions().get(destination.suffix.lower())
+    if image_format is None:
+        raise OutputError(f"{destination}: Pillow cannot write {destination.suffix} images; use .png")
+    try:
+        image.save(temporary, format=image_format)
+        os.replace(temporary, destination)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise OutputError(f"{destination}: writing the contact sheet failed ({error})") from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _check_frames_dir(frames_dir: Path) -> None:
+    if not frames_dir.is_dir():
+        raise OutputError(f"{frames_dir}: frames folder does not exist")
+    if not os.access(frames_dir, os.W_OK | os.X_OK):
+        raise OutputError(f"{frames_dir}: frames folder is not writable")
+
+
+def _colorize_still(colorizer, frame: VideoFrame) -> np.ndarray:
+    # fresh global features for every frame: preview frames are far apart
+    prepared = colorizer.prepare([frame.rgb])
+    ab = colorizer.predict(prepared.small_lightness, new_shot=[True])
+    return colorizer.compose(prepared.lightness, ab, prepared.max_value)[0]
+
+
+def make_preview(
+    source: str | Path,
+    sheet_path: str | Path,
+    colorizer=None,
+    every: int = 240,
+    frames_dir: str | Path | None = None,
+    columns: int = 4,
+    thumb_width: int = 320,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[VideoReader, int], None] | None = None,
+    seek: bool | None = None,
+) -> PreviewReport:
+    """Write a contact sheet of every ``every``-th frame of ``source``, before | after, to ``sheet_path``.
+
+    colorizer: a ``Colorizer``, or a function that makes one (called only once
+    the paths are checked and the input opened), or None for the default model.
+    frames_dir: an existing folder that also gets each colorized frame as PNG
+    (full size, the source's depth and alpha; ``frame_file_name`` names them).
+    progress: called with 1 for each frame put on the sheet.
+    on_start: called with the opened reader and the expected number of pairs.
+    seek: None lets the sampler decide per gap; False decodes every frame (see FrameSampler).
+    The sheet is written atomically (temporary file beside it, then renamed);
+    an image input gives a one-pair sheet.
+    """
+    if every < 1:
+        raise ValueError("every must be at least 1")
+    if columns < 1 or thumb_width < 8:
+        raise ValueError("columns must be at least 1 and thumb_width at least 8")
+    source, sheet_path = Path(source), Path(sheet_path)
+    check_output_path(source, sheet_path, overwrite=overwrite)
+    if output_kind(sheet_path) != "image":
+        raise OutputError(f"{sheet_path}: a contact sheet is an image; use .png or .jpg")
+    if frames_dir is not None:
+        frames_dir = Path(frames_dir)
+        _check_frames_dir(frames_dir)
+    report = PreviewReport(source, sheet_path, every)
+    started = time.perf_counter()
+    with VideoReader(source) as reader:
+        if colorizer is None or not hasattr(colorizer, "predict"):
+            from .colorizer import Colorizer
+
+            colorizer = (colorizer or Colorizer)()
+        colorizer.reset()
+        expected = 1 if reader.is_image else math.ceil(reader.frame_count / every) if reader.frame_count else 0
+        if on_start is not None:
+            on_start(reader, expected)
+        rotation = reader.rotation
+        title = f"{source.name}  every {every} frames  (left: source, right: colorized)"
+        sheet = ContactSheet(columns, thumb_width, title)
+        with FrameSampler(reader, every, seek=seek) as sampler:
+            for picked in sampler:
+                colorized = _colorize_still(colorizer, picked.frame)
+                after = VideoFrame(colorized, picked.frame.pts, picked.frame.time_base, picked.frame.alpha, picked.number)
+                sheet.add(_display_rgb(picked.frame, rotation), _display_rgb(after, rotation),
+                          frame_label(picked.time, picked.number))
+                if frames_dir is not None:
+                    report.frame_files.append(_write_frame(source, frames_dir, after, picked, rotation, overwrite))
+                report.frames_shown += 1
+                if progress is not None:
+                    progress(1)
+                if reader.is_image:
+                    break
+            report.frames_decoded = sampler.frames_decoded
+            report.seeks = sampler.seeks
+            report.decode_errors = sampler.decode_errors
+        _save_atomically(sheet.render(), sheet_path)
+    if report.decode_errors:
+        report.notices.append(f"{source}: {report.decode_errors} damaged packet(s) could not be decoded")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write_frame(source: Path, frames_dir: Path, frame: VideoFrame, picked: PickedFrame, rotation: int,
+                 overwrite: bool) -> Path:
+    path = check_output_path(source, frames_dir / frame_file_name(picked.time, picked.number), overwrite=overwrite)
+    with VideoWriter(path) as writer:
+        writer.write(_upright(frame, rotation))
+    return path
