@@ -31,6 +31,8 @@ from .errors import WeightsError
 from .model import SIZE_MULTIPLE, ColorizationNet
 
 DEFAULT_RENDER_SIZE = 256
+# Pixels (frames x rows x width) converted from Lab to RGB at a time in ``compose``.
+COMPOSE_STRIP_PIXELS = 1 << 22
 
 
 def _no_stage(name: str) -> AbstractContextManager:
@@ -53,8 +55,10 @@ def load_head(model: str | Path = weights_registry.DEFAULT_MODEL) -> tuple[Color
     there is one (``facecolor-video train`` writes it).
     """
     declared = weights_registry.MODELS.get(str(model))
+    metadata = {}
     if declared is not None:
         path, sha256 = weights_registry.find(declared), declared.sha256
+        metadata["chroma_gain"] = declared.chroma_gain
     else:
         path = Path(model)
         if not path.is_file():
@@ -70,7 +74,7 @@ def load_head(model: str | Path = weights_registry.DEFAULT_MODEL) -> tuple[Color
         head.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
     except RuntimeError as error:
         raise WeightsError(f"{path}: weights do not fit the network ({str(error).splitlines()[0]})") from None
-    return head.eval(), dict(state.get("metadata", {}))
+    return head.eval(), {**state.get("metadata", {}), **metadata}
 
 
 def render_shape(height: int, width: int, render_size: int | None) -> tuple[int, int]:
@@ -246,11 +250,20 @@ class Colorizer:
     def _compose(self, lightness: torch.Tensor, ab: torch.Tensor, max_value: float) -> np.ndarray:
         if ab.shape[-2:] != lightness.shape[-2:]:
             ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
-        rgb = lab_to_rgb(torch.cat([lightness, ab.to(lightness.dtype)], dim=1))
-        scaled = rgb.mul_(max_value).round_().permute(0, 2, 3, 1)
-        if max_value > 255:
-            return scaled.to(torch.int32).cpu().numpy().astype(np.uint16)
-        return scaled.to(torch.uint8).cpu().numpy()
+        ab = ab.to(lightness.dtype)
+        count, _, height, width = lightness.shape
+        deep = max_value > 255
+        result = np.empty((count, height, width, 3), np.uint16 if deep else np.uint8)
+        # Lab -> RGB in horizontal strips: its float intermediates (a dozen frame-sized
+        # planes) stay strip-sized, so an 8K frame does not need gigabytes. Same values up to
+        # float rounding (vectorized tails): at most 1 in 65535 for 16-bit output.
+        rows = max(1, COMPOSE_STRIP_PIXELS // max(1, count * width))
+        for top in range(0, height, rows):
+            strip = slice(top, top + rows)
+            rgb = lab_to_rgb(torch.cat([lightness[:, :, strip], ab[:, :, strip]], dim=1))
+            scaled = rgb.mul_(max_value).round_().permute(0, 2, 3, 1)
+            result[:, strip] = (scaled.to(torch.int32) if deep else scaled.to(torch.uint8)).cpu().numpy()
+        return result
 
     def colorize(self, frames: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """Colorize a batch of frames (H x W x 3, uint8 or uint16, same size) with no temporal smoothing."""

@@ -7,6 +7,8 @@ demuxers, and the writer writes image files through the image2 muxer.
 
 from __future__ import annotations
 
+import bisect
+import errno
 import os
 import secrets
 from dataclasses import dataclass
@@ -159,10 +161,25 @@ class VideoReader:
         return self._stream.start_time or 0
 
     @property
-    def duration(self) -> Fraction | None:
-        """Length of the video stream in seconds, when the file says."""
+    def stream_duration(self) -> Fraction | None:
+        """Length of the video stream itself in seconds (not the container's), when the file says."""
         if self._stream.duration:
             return self._stream.duration * self.time_base
+        # Matroska keeps each stream's end time in a DURATION tag (HH:MM:SS.nnnnnnnnn)
+        tag = self._stream.metadata.get("DURATION", "")
+        try:
+            hours, minutes, seconds = tag.split(":")
+            end = (int(hours) * 60 + int(minutes)) * 60 + Fraction(seconds)
+        except ValueError:
+            return None
+        length = end - self.start_time * self.time_base
+        return length if length > 0 else None
+
+    @property
+    def duration(self) -> Fraction | None:
+        """Length of the video stream in seconds, when the file says."""
+        if self.stream_duration:
+            return self.stream_duration
         if self._container.duration:
             return Fraction(self._container.duration, av.time_base)
         return None
@@ -252,17 +269,42 @@ class VideoReader:
         # that one corrupt packet is counted instead of ending the generator.
         # The demuxer ends with an empty packet that flushes the frames the
         # decoder still holds (B-frames), so none are lost at the end.
+        #
+        # decode_error_pts gets the pts of the frames actually lost, not of the
+        # packet whose decode() raised: with frame threading the decoder reports
+        # an error one or more packets late. A packet is known lost when a frame
+        # with a later pts comes out (frames come out in presentation order) or
+        # when the stream ends, and one is counted per decode error.
+        pending: list[int] = []  # sorted pts of the packets sent whose frame has not come out
+        unmatched = 0  # decode errors not yet matched to a lost frame
         try:
             for packet in self._container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    bisect.insort(pending, packet.pts)
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError:
                     self.decode_errors += 1
-                    self.decode_error_pts.append(packet.pts)
+                    unmatched += 1
                     continue
-                yield from decoded
+                for frame in decoded:
+                    if frame.pts is not None and pending:
+                        unmatched = self._settle(pending, frame.pts, unmatched)
+                    yield frame
         except av.FFmpegError as error:
             raise DecodeError(f"{self.path}: reading the file failed ({error})") from None
+        lost = pending[:unmatched]
+        self.decode_error_pts += lost + [None] * (unmatched - len(lost))
+
+    def _settle(self, pending: list[int], pts: int, unmatched: int) -> int:
+        """A frame with this pts came out: the packets before it that gave none are lost or never framed."""
+        cut = bisect.bisect_left(pending, pts)
+        lost = pending[:min(cut, unmatched)]
+        self.decode_error_pts += lost
+        del pending[:cut]
+        if pending and pending[0] == pts:
+            del pending[0]
+        return unmatched - len(lost)
 
     def _seek(self, pts: int) -> None:
         try:
@@ -279,6 +321,13 @@ def _codec_name(stream) -> str:
 def _stream_info(stream) -> StreamInfo:
     codec = _codec_name(stream)
     return StreamInfo(index=stream.index, type=stream.type, codec=codec, language=stream.language)
+
+
+def _reason(error: BaseException) -> str:
+    """Why a write failed, in words: a full disk says so plainly."""
+    if getattr(error, "errno", None) == errno.ENOSPC:
+        return "disk full: no space left on device"
+    return str(error)
 
 
 def _temporary_path(destination: Path) -> Path:
@@ -498,8 +547,8 @@ class VideoWriter:
         try:
             for packet in self._stream.encode(av_frame):
                 self._mux_video(packet)
-        except av.FFmpegError as error:
-            raise EncodeError(f"{self.path}: encoding frame {frame.index} failed ({error})") from None
+        except (av.FFmpegError, OSError) as error:
+            raise EncodeError(f"{self.path}: encoding frame {frame.index} failed ({_reason(error)})") from None
         self.frames_written += 1
 
     def close(self) -> None:
@@ -515,11 +564,11 @@ class VideoWriter:
             if self._copier is not None:
                 self._copier.finish()
             self._container.close()
+            os.replace(self.temporary_path, self.path)
         except (av.FFmpegError, OSError) as error:
             self.abort()
-            raise EncodeError(f"{self.path}: finishing the output failed ({error})") from None
+            raise EncodeError(f"{self.path}: finishing the output failed ({_reason(error)})") from None
         self._closed = True
-        os.replace(self.temporary_path, self.path)
 
     def abort(self) -> None:
         """Stop writing and remove the temporary file; path is left as it was."""
@@ -544,7 +593,7 @@ class VideoWriter:
                 self._open_video(width, height, deep)
         except (av.FFmpegError, ValueError, OSError) as error:
             self.abort()
-            raise EncodeError(f"{self.path}: cannot start writing ({error})") from None
+            raise EncodeError(f"{self.path}: cannot start writing ({_reason(error)})") from None
 
     def _open_image(self, width: int, height: int, deep: bool, alpha: bool) -> None:
         # update=1: a single file, its name taken literally (no %d pattern).

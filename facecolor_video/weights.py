@@ -29,6 +29,9 @@ class WeightsFile:
     filename: str
     sha256: str
     description: str
+    # a*b* multiplier chosen on validation: MSE training pulls colours towards
+    # the mean (sepia); a small gain brings back the originals' colourfulness
+    chroma_gain: float = 1.0
 
 
 VGG16_FEATURES = WeightsFile(
@@ -43,6 +46,7 @@ MODELS: dict[str, WeightsFile] = {
         "colorizer_general-29b9aec2.pt",
         "29b9aec255f6471f35b02799078783f77cbd6f6ef1b4eb77b174db02efe2287b",
         "colorization head trained on faces, people in context and scenes (see weights/README.md)",
+        chroma_gain=1.04,
     ),
 }
 DEFAULT_MODEL = "general"
