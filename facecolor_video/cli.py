@@ -120,7 +120,8 @@ def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, sm
 @click.option("--mix", help="sampling share of each --data folder, e.g. 0.5,0.3,0.2 (default: by size)")
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--epoch-size", type=click.IntRange(1), help="samples per epoch (default: every image once)")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
+              help="per process: under torchrun --nproc-per-node K the global batch is this x K")
 @click.option("--crop-size", type=click.IntRange(16), default=128, show_default=True)
 @click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=3e-4, show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.4, show_default=True)
@@ -138,6 +139,11 @@ def train(data_dirs, val_dirs, run_dir, mix, quiet, resume, **settings):
     \b
       facecolor-video train --data photos/ --val held_out/ -o run/
       facecolor-video colorize old.mp4 new.mp4 --model run/head.pt
+
+    On several GPUs (DistributedDataParallel, one process per GPU):
+
+    \b
+      torchrun --nproc-per-node 4 -m facecolor_video train --data photos/ -o run/
     """
     from .train import TrainConfig, train_and_export
 
@@ -145,7 +151,8 @@ def train(data_dirs, val_dirs, run_dir, mix, quiet, resume, **settings):
     config = TrainConfig(data=list(data_dirs), val=list(val_dirs), mix=mix_values,
                          time_limit_minutes=settings.pop("time_limit"), **settings)
     head = train_and_export(config, run_dir, resume=resume, progress=not quiet)
-    click.echo(f"trained head: {head} (use it with --model {head})")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        click.echo(f"trained head: {head} (use it with --model {head})")
 
 
 @main.command(name="eval")

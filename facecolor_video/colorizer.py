@@ -30,7 +30,10 @@ from .devices import autocast_dtype, resolve_device
 from .errors import WeightsError
 from .model import SIZE_MULTIPLE, ColorizationNet
 
-DEFAULT_RENDER_SIZE = 256
+from .settings import default
+
+# the training crops are 128 px: measured best on faces and on people in context
+DEFAULT_RENDER_SIZE = default("render_size")
 # Pixels (frames x rows x width) converted from Lab to RGB at a time in ``compose``.
 COMPOSE_STRIP_PIXELS = 1 << 22
 

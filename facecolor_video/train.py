@@ -5,12 +5,17 @@ frozen VGG16 giving global features. Augmentation is a random resized crop and
 a horizontal flip. Runs on CUDA (bf16 autocast) or on the CPU (bf16 autocast
 where the processor has it). Checkpoints are written every N steps, at each
 epoch's end and on Ctrl-C, and ``resume=True`` continues from the newest one.
+
+Launched by torchrun (``torchrun --nproc-per-node K -m facecolor_video train
+...``), each process trains a DistributedDataParallel copy of the head on its
+own share of the images; rank 0 alone validates and writes the run folder.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
 import random
 import signal
 import time
@@ -19,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
 from torchvision.transforms import v2 as transforms
 
 from .backbone import build_global_features
@@ -104,6 +111,67 @@ def _sampler(per_folder: list[list[Path]], mix: list[float] | None, epoch_size: 
     return WeightedRandomSampler(weights, epoch_size, replacement=True, generator=torch.Generator().manual_seed(seed))
 
 
+@dataclass(frozen=True)
+class DistributedContext:
+    """This process's place in a torchrun launch: rank 0 of 1 when torchrun did not start it."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def mean(self, value: float) -> float:
+        """The mean of ``value`` over all processes."""
+        if not self.enabled:
+            return value
+        total = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(total)
+        return total.item() / self.world_size
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when it is true on one (so that all stop at the same step)."""
+        if not self.enabled:
+            return flag
+        flags = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return bool(flags.item())
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _distributed_context(device_name: str = "auto") -> DistributedContext:
+    """Rank, world size and device; joins the process group when torchrun launched several processes.
+
+    On CUDA each process takes GPU ``LOCAL_RANK`` and talks over NCCL; on the CPU over gloo.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world_size <= 1:
+        return DistributedContext(0, 1, device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
+    return DistributedContext(dist.get_rank(), dist.get_world_size(), device)
+
+
 def lab_batch(rgb_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 RGB (N, 3, H, W) -> L (N, 1, H, W) and a*b* (N, 2, H, W), float32."""
     lab = rgb_to_lab(rgb_uint8.float() / 255.0)
@@ -115,18 +183,24 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.progress = progress
-        self.device = resolve_device(config.device)
+        self.distributed = _distributed_context(config.device)
+        rank, world_size = self.distributed.rank, self.distributed.world_size
+        self.progress = progress and self.distributed.is_main
+        self.device = self.distributed.device
         self.amp_dtype = autocast_dtype(self.device)
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)
-        np.random.seed(config.seed)
+        # each rank augments differently; DDP starts every rank from rank 0's initial weights
+        torch.manual_seed(config.seed + rank)
+        random.seed(config.seed + rank)
+        np.random.seed(config.seed + rank)
 
         per_folder = _images_of(config.data)
         self.train_paths = [p for paths in per_folder for p in paths]
         self.epoch_size = config.epoch_size or len(self.train_paths)
         self.dataset = ImageFolders(self.train_paths, config.crop_size, config.min_scale)
-        self.sampler = _sampler(per_folder, config.mix, self.epoch_size, config.seed)
+        # with --mix, each rank draws its own epoch_size / world_size weighted samples
+        self.sampler = _sampler(per_folder, config.mix, max(self.epoch_size // world_size, 1), config.seed + rank)
+        if self.sampler is None and self.distributed.enabled:
+            self.sampler = DistributedSampler(self.dataset, world_size, rank, shuffle=True, seed=config.seed)
         self.val_sets = {folder: iter_images([folder], limit=config.val_limit) for folder in config.val}
 
         self.global_features = build_global_features().to(self.device)
@@ -135,6 +209,12 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        # what train_step runs: the head itself, or its DDP wrapper (which averages gradients over ranks);
+        # self.model stays the bare head, so checkpoints carry no "module." prefix
+        self.network = self.model
+        if self.distributed.enabled:
+            self.network = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.step = 0
         self.epoch = 0
         self.best_score = -math.inf
@@ -143,7 +223,10 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def save(self, name: str = CHECKPOINT_NAME) -> Path:
+        """Write a checkpoint (rank 0 only: every rank holds the same weights)."""
         path = self.run_dir / name
+        if not self.distributed.is_main:
+            return path
         temporary = path.with_suffix(".tmp")
         torch.save({
             "model": self.model.state_dict(),
@@ -159,6 +242,7 @@ class Trainer:
         return path
 
     def resume(self) -> bool:
+        """Load the run folder's checkpoint (every rank loads the one rank 0 wrote)."""
         path = self.run_dir / CHECKPOINT_NAME
         if not path.is_file():
             return False
@@ -174,7 +258,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- steps
     def _loader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.config.seed + self.epoch)
+        if isinstance(self.sampler, DistributedSampler):
+            self.sampler.set_epoch(self.epoch)  # a new shuffle, split anew across ranks
+        generator = torch.Generator().manual_seed(self.config.seed + self.epoch + 100_003 * self.distributed.rank)
         return DataLoader(
             self.dataset,
             batch_size=self.config.batch_size,
@@ -198,7 +284,7 @@ class Trainer:
         if self.device.type == "cuda":
             lightness = lightness.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            predicted = self.model(lightness, global_vector)
+            predicted = self.network(lightness, global_vector)
         # the paper's loss (eq. 2): MSE between predicted and true a*b*, on the [-1, 1] scale
         loss = F.mse_loss(predicted.float() / AB_SCALE, ab / AB_SCALE)
         self.optimizer.zero_grad(set_to_none=True)
@@ -264,7 +350,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}")
                     if self.step % config.checkpoint_every == 0:
                         self.save()
-                    if deadline is not None and time.monotonic() > deadline:
+                    if deadline is not None and self.distributed.any(time.monotonic() > deadline):
                         interrupted = True
                         break
                 bar.close()
@@ -280,8 +366,15 @@ class Trainer:
         return self.run_dir / BEST_NAME
 
     def _end_epoch(self, train_loss: float, seconds: float, steps: int) -> None:
+        train_loss = self.distributed.mean(train_loss)
+        if self.distributed.is_main:
+            self._log_epoch(train_loss, seconds, steps)
+        self.distributed.barrier()  # the other ranks wait while rank 0 validates and saves
+
+    def _log_epoch(self, train_loss: float, seconds: float, steps: int) -> None:
+        images = steps * self.config.batch_size * self.distributed.world_size
         row = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
-               "images_per_second": steps * self.config.batch_size / max(seconds, 1e-9),
+               "images_per_second": images / max(seconds, 1e-9),
                "wall_seconds": self.seconds}
         row.update(self.validate())
         self.history.append(row)
@@ -362,18 +455,35 @@ def export_head(checkpoint: str | Path, out_path: str | Path, metadata: dict | N
 
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
     trainer = Trainer(config, run_dir, progress)
-    if resume and trainer.resume() and progress:
-        print(f"resumed from step {trainer.step}, epoch {trainer.epoch}", flush=True)
-    return trainer.run()
+    try:
+        if resume and trainer.resume() and trainer.progress:
+            print(f"resumed from step {trainer.step}, epoch {trainer.epoch}", flush=True)
+        return trainer.run()
+    finally:
+        trainer.distributed.close()
 
 
 def train_and_export(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train, then write the best epoch's head as ``run_dir/head.pt`` with its sha256 beside it."""
+    """Train, then write the best epoch's head as ``run_dir/head.pt`` with its sha256 beside it.
+
+    Under torchrun every rank trains; rank 0 writes the head while the others wait.
+    """
     run_dir = Path(run_dir)
     trainer = Trainer(config, run_dir, progress)
-    if resume and trainer.resume():
-        print(f"resumed from step {trainer.step}, epoch {trainer.epoch}", flush=True)
-    best = trainer.run()
+    try:
+        if resume and trainer.resume() and trainer.distributed.is_main:
+            print(f"resumed from step {trainer.step}, epoch {trainer.epoch}", flush=True)
+        best = trainer.run()
+        if trainer.distributed.is_main:
+            _export_best(trainer, best)
+        trainer.distributed.barrier()
+    finally:
+        trainer.distributed.close()
+    return run_dir / "head.pt"
+
+
+def _export_best(trainer: Trainer, best: Path) -> None:
+    config, run_dir = trainer.config, trainer.run_dir
     if not best.is_file():  # no validation: the last state is the best we know
         best = run_dir / CHECKPOINT_NAME
     best_row = max(trainer.history, key=lambda row: float(row.get("val_score", "-inf") or "-inf"), default={})
@@ -386,10 +496,11 @@ def train_and_export(config: TrainConfig, run_dir: str | Path, resume: bool = Fa
         "best_epoch": {k: (float(v) if isinstance(v, (int, float, str)) and _is_number(v) else str(v))
                        for k, v in best_row.items()},
     }
+    if trainer.distributed.enabled:
+        metadata["processes"] = trainer.distributed.world_size
     head = run_dir / "head.pt"
     sha256 = export_head(best, head, metadata)
     head.with_name(head.name + ".sha256").write_text(f"{sha256}  {head.name}\n")
-    return head
 
 
 def _is_number(value) -> bool:

@@ -263,6 +263,8 @@ class VideoReader:
             index += 1
         if index == 0 and self.decode_errors:
             raise DecodeError(f"{self.path}: no frame could be decoded ({self.decode_errors} packets rejected)")
+        if index == 0 and start_pts is None:
+            raise DecodeError(f"{self.path}: the video stream holds no frame that could be decoded")
 
     def _decoded(self, stream) -> Iterator[av.VideoFrame]:
         # Demux and decode packet by packet, rather than container.decode(), so

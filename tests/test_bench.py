@@ -126,8 +126,10 @@ def test_cli_sweep_rejects_bad_sizes(clip):
 # ------------------------------------------------------------------ pipeline
 def test_overlap_gives_the_same_output_as_serial(folder, clip, colorizer):
     serial, threaded = folder / "serial.mp4", folder / "threaded.mp4"
-    colorize_file(clip, serial, colorizer, ColorizeOptions(batch_size=5, crf=0, preset="ultrafast", overlap=False))
-    report = colorize_file(clip, threaded, colorizer, ColorizeOptions(batch_size=5, crf=0, preset="ultrafast", overlap=True))
+    # the same torch thread count: a different one changes convolution rounding, not the order of frames
+    colorize_file(clip, serial, colorizer, ColorizeOptions(batch_size=5, crf=0, preset="ultrafast", overlap=False, threads=1))
+    report = colorize_file(clip, threaded, colorizer,
+                           ColorizeOptions(batch_size=5, crf=0, preset="ultrafast", overlap=True, threads=1))
     assert report.frames_read == report.frames_written == FRAMES
     serial_frames, serial_pts = _decoded(serial)
     threaded_frames, threaded_pts = _decoded(threaded)

@@ -153,6 +153,20 @@ def _audio_only(path: Path) -> Path:
     return path
 
 
+def _no_frames(path: Path) -> Path:
+    """A film with a video stream that holds no frame (and some audio)."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("ffv1", rate=25)
+        video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
+        audio = container.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        for packet in [*audio.encode(frame), *audio.encode()]:
+            container.mux(packet)
+    return path
+
+
 def _file(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -171,9 +185,11 @@ def _truncated(path: Path, source: Path, fraction: float) -> Path:
         (lambda d: _file(d / "empty.mp4", b""), ["empty.mp4", "empty"]),
         (lambda d: _file(d / "text.mp4", b"not a film\n" * 40), ["text.mp4", "cannot open"]),
         (lambda d: _audio_only(d / "tone.m4a"), ["tone.m4a", "no video"]),
+        (lambda d: _no_frames(d / "blank.mkv"), ["blank.mkv", "no frame"]),
         (lambda d: _truncated(d / "cut.mp4", make_video(d / "whole.mp4", n_frames=12), 0.6), ["cut.mp4", "cannot open"]),
     ],
-    ids=["nonexistent", "zero-byte", "text-renamed-mp4", "audio-only", "truncated-mp4-no-index"],
+    ids=["nonexistent", "zero-byte", "text-renamed-mp4", "audio-only", "video-stream-without-frames",
+         "truncated-mp4-no-index"],
 )
 def test_unusable_input_is_one_clear_error(tmp_path, capsys, make, needles):
     source = make(tmp_path)
@@ -202,7 +218,7 @@ def test_truncated_mkv_is_colorized_as_far_as_it_decodes(tmp_path, capsys):
 
 
 def test_complete_mkv_gets_no_truncation_note(tmp_path, capsys):
-    source = make_video(tmp_path / "whole.mkv", n_frames=20, audio_streams=1, start_pts=30)
+    source = make_video(tmp_path / "whole.mkv", n_frames=10, audio_streams=1, start_pts=30)
     assert _expect_success(capsys, source, tmp_path / "out.mkv") == []
 
 
@@ -340,7 +356,7 @@ def test_rotation_is_kept(tmp_path, capsys):
 
 
 def test_variable_frame_rate_keeps_every_pts(tmp_path, capsys):
-    source = make_video(tmp_path / "vfr.mkv", n_frames=16, vfr=True, start_pts=120)
+    source = make_video(tmp_path / "vfr.mkv", n_frames=10, vfr=True, start_pts=120)
     times = _frame_times(source)
     assert len({b - a for a, b in zip(times, times[1:])}) > 1
     for name in ("out.mkv", "out.mp4"):
@@ -393,7 +409,7 @@ def test_output_folder_not_writable(tmp_path, capsys, monkeypatch):
 
 
 def test_disk_full_mid_film_leaves_nothing(tmp_path, capsys, monkeypatch):
-    source = make_video(tmp_path / "clip.mkv", n_frames=30, audio_streams=1)
+    source = make_video(tmp_path / "clip.mkv", n_frames=12, audio_streams=1)
     output = tmp_path / "out.mkv"
     output_existing = tmp_path / "kept.mkv"
     output_existing.write_bytes(b"an older result")
@@ -402,20 +418,22 @@ def test_disk_full_mid_film_leaves_nothing(tmp_path, capsys, monkeypatch):
 
     def mux_until_full(self, packet):
         muxed.append(packet)
-        if len(muxed) > 5:
+        if len(muxed) > 3:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_mux(self, packet)
 
     monkeypatch.setattr(VideoWriter, "_mux_video", mux_until_full)
-    _expect_clean_failure(capsys, source, output, ["out.mkv", "disk full"])
-    assert len(muxed) == 6  # it failed in the middle, not before starting
+    # ultrafast: no lookahead, so packets leave the encoder while frames are still coming
+    fast = ["--preset", "ultrafast"]
+    _expect_clean_failure(capsys, source, output, ["out.mkv", "disk full", "encoding frame"], extra=fast)
+    assert len(muxed) == 4  # it failed in the middle of the film, not before starting
     muxed.clear()
     # an existing output being replaced is kept as it was
-    _expect_clean_failure_keeping(capsys, source, output_existing)
+    _expect_clean_failure_keeping(capsys, source, output_existing, fast)
 
 
-def _expect_clean_failure_keeping(capsys, source: Path, output: Path) -> None:
-    code = execute(["colorize", str(source), str(output), "--overwrite", *QUIET])
+def _expect_clean_failure_keeping(capsys, source: Path, output: Path, extra) -> None:
+    code = execute(["colorize", str(source), str(output), "--overwrite", *QUIET, *extra])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "disk full" in err, err
     assert output.read_bytes() == b"an older result"
