@@ -409,7 +409,7 @@ def test_output_folder_not_writable(tmp_path, capsys, monkeypatch):
 
 
 def test_disk_full_mid_film_leaves_nothing(tmp_path, capsys, monkeypatch):
-    source = make_video(tmp_path / "clip.mkv", n_frames=12, audio_streams=1)
+    source = make_video(tmp_path / "clip.mkv", n_frames=8, audio_streams=1)
     output = tmp_path / "out.mkv"
     output_existing = tmp_path / "kept.mkv"
     output_existing.write_bytes(b"an older result")
