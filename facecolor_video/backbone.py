@@ -127,8 +127,6 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
-        import numpy  # noqa: F401  (the allowed globals live there)
-
         return super().find_class(module.replace("numpy.core", "numpy._core") if _numpy2() else module, name)
 
 

@@ -22,7 +22,7 @@ import torch
 
 from .color import rgb_to_lab
 from .colorizer import Colorizer
-from .evaluate import constant_ab_baseline, evaluate, format_table, iter_images, results_to_json, to_gray_rgb
+from .evaluate import evaluate, format_table, iter_images, results_to_json, to_gray_rgb
 from .pipeline import FrameColorizer, batched
 from .temporal import flicker
 from .video import VideoFrame, VideoReader

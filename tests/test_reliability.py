@@ -181,14 +181,13 @@ def _truncated(path: Path, source: Path, fraction: float) -> Path:
 @pytest.mark.parametrize(
     "make, needles",
     [
-        (lambda d: d / "nowhere.mp4", ["nowhere.mp4", "not found"]),
         (lambda d: _file(d / "empty.mp4", b""), ["empty.mp4", "empty"]),
         (lambda d: _file(d / "text.mp4", b"not a film\n" * 40), ["text.mp4", "cannot open"]),
         (lambda d: _audio_only(d / "tone.m4a"), ["tone.m4a", "no video"]),
         (lambda d: _no_frames(d / "blank.mkv"), ["blank.mkv", "no frame"]),
         (lambda d: _truncated(d / "cut.mp4", make_video(d / "whole.mp4", n_frames=12), 0.6), ["cut.mp4", "cannot open"]),
     ],
-    ids=["nonexistent", "zero-byte", "text-renamed-mp4", "audio-only", "video-stream-without-frames",
+    ids=["zero-byte", "text-renamed-mp4", "audio-only", "video-stream-without-frames",
          "truncated-mp4-no-index"],
 )
 def test_unusable_input_is_one_clear_error(tmp_path, capsys, make, needles):

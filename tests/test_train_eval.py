@@ -7,11 +7,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from facecolor_video.cli import execute
-from facecolor_video.colorizer import Colorizer, load_head
+from facecolor_video.colorizer import load_head
 from facecolor_video.errors import WeightsError
 
 
