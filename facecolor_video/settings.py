@@ -19,7 +19,7 @@ SETTINGS: dict[str, Setting] = {
     "global_every": Setting(8, 1, 10000, "compute VGG16 global features every Nth frame (and at each scene cut)"),
     "threads": Setting(0, 0, 256, "torch intra-op threads while colorizing (0: auto, on a CPU one less than the cores)"),
     "smooth": Setting("window", help="temporal smoothing of a*b*: window, ema or none"),
-    "smooth_radius": Setting(2, 0, 16, "frames on each side averaged by --smooth window"),
+    "smooth_radius": Setting(4, 0, 16, "frames on each side averaged by --smooth window"),
     "crf": Setting(18, 0, 51, "encoder quality (lower is better, larger files)"),
     "preset": Setting("medium", help="encoder speed/size preset (libx264: ultrafast ... veryslow)"),
     "codec": Setting("libx264", help="video encoder"),
