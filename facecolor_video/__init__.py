@@ -11,6 +11,7 @@ The library face::
 from .colorizer import Colorizer, load_head
 from .errors import FacecolorError
 from .pipeline import ColorizeOptions, ColorizeReport, colorize_file, colorize_video
+from .preview import make_preview
 
 __all__ = [
     "Colorizer",
@@ -20,5 +21,6 @@ __all__ = [
     "colorize_file",
     "colorize_video",
     "load_head",
+    "make_preview",
 ]
 __version__ = "0.1.0"

@@ -30,6 +30,23 @@ def _option(name: str, **extra):
     return click.option(flag, name, default=setting.default, type=kind, show_default=True, help=setting.help, **extra)
 
 
+def _film_options(function):
+    """Batching, smoothing, encoder and audio options shared by `colorize` and `batch`."""
+    for decorator in reversed([
+        _option("batch_size"),
+        click.option("--smooth", type=click.Choice(SMOOTH_MODES), default=SETTINGS["smooth"].default,
+                     show_default=True, help=SETTINGS["smooth"].help),
+        _option("smooth_radius"),
+        _option("codec"),
+        _option("crf"),
+        _option("preset"),
+        click.option("--no-audio", is_flag=True, help="drop audio and subtitle streams"),
+        click.option("-q", "--quiet", is_flag=True, help="no progress bar"),
+    ]):
+        function = decorator(function)
+    return function
+
+
 def _colorizer_options(function):
     for decorator in reversed([
         click.option("--model", default="general", show_default=True, help="model name (general) or a head file from `train`"),
@@ -75,14 +92,7 @@ def main():
 @click.option("-d", "--output-dir", type=click.Path(path_type=Path), help="colorize every PATH into this folder (same names)")
 @click.option("--format", "output_format", help="with --output-dir: output extension (png, jpg, mp4, ...) instead of the input's")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
-@_option("batch_size")
-@click.option("--smooth", type=click.Choice(SMOOTH_MODES), default=SETTINGS["smooth"].default, show_default=True, help=SETTINGS["smooth"].help)
-@_option("smooth_radius")
-@_option("codec")
-@_option("crf")
-@_option("preset")
-@click.option("--no-audio", is_flag=True, help="drop audio and subtitle streams")
-@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@_film_options
 @_segment_options
 @_colorizer_options
 def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, smooth_radius, codec, crf, preset,
@@ -234,14 +244,7 @@ def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwri
 @click.argument("dir_or_list", type=click.Path(exists=True, path_type=Path))
 @click.option("-d", "--output-dir", required=True, type=click.Path(path_type=Path), help="where the colorized films go")
 @click.option("--format", "output_format", help="output extension (mp4, mkv, mov) instead of the input's")
-@_option("batch_size")
-@click.option("--smooth", type=click.Choice(SMOOTH_MODES), default=SETTINGS["smooth"].default, show_default=True, help=SETTINGS["smooth"].help)
-@_option("smooth_radius")
-@_option("codec")
-@_option("crf")
-@_option("preset")
-@click.option("--no-audio", is_flag=True, help="drop audio and subtitle streams")
-@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@_film_options
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="segments colorized in parallel processes")
 @click.option("--segment-seconds", type=click.FloatRange(0.1), default=20.0, show_default=True, help="length of a segment")
 @click.option("--ray", "ray_address", metavar="ADDRESS", help="run segments on a Ray cluster (ADDRESS, or 'local')")

@@ -29,7 +29,6 @@ from .color import _EPSILON, _KAPPA, _RGB_TO_XYZ, lab_to_rgb, rgb_to_lightness, 
 from .devices import autocast_dtype, resolve_device
 from .errors import WeightsError
 from .model import SIZE_MULTIPLE, ColorizationNet
-
 from .settings import default
 
 # the training crops are 128 px: measured best on faces and on people in context

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

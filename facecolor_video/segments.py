@@ -518,7 +518,7 @@ def _prepare_film(source, destination, colorizer_settings, options, segment_seco
     check_output_path(source, destination, overwrite=options.overwrite)
     global_every = colorizer_settings.get("global_every") or 1
     with VideoReader(source) as reader:
-        is_image, rotation, frame_count = reader.is_image, reader.rotation, reader.frame_count
+        is_image, rotation = reader.is_image, reader.rotation
     if is_image:
         return None
     align = math.lcm(max(1, options.batch_size), max(1, global_every))
