@@ -1,4 +1,4 @@
-"""Ray: an archive of small films colorized as Ray tasks, restartable. Skipped where Ray is not installed."""
+"""Ray: an archive of small films colorized as Ray tasks, restartable (Ray comes with the test extra)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def frame_pts(path) -> list[int]:
         return [p.pts for p in container.demux(video=0) if p.size]
 
 
+def audio_payloads(path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(audio=0) if p.size]
+
+
 def test_ray_batch_of_three_films(tmp_path, local_ray):
     reels = tmp_path / "reels"
     reels.mkdir()
@@ -47,6 +52,7 @@ def test_ray_batch_of_three_films(tmp_path, local_ray):
     assert result.exit_code == 0, result.output
     for source in sources:
         assert sorted(frame_pts(out / source.name)) == sorted(frame_pts(source))
+        assert audio_payloads(out / source.name) == audio_payloads(source)  # audio copied, not re-encoded
     assert not list(out.glob(".*"))  # no work folders or partial files left
 
     # restart: everything is done, nothing is redone
