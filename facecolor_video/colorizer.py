@@ -205,11 +205,15 @@ class Colorizer:
         return np.concatenate(parts) if isinstance(parts[0], np.ndarray) else torch.cat(parts)
 
     @torch.no_grad()
-    def predict(self, small_lightness: torch.Tensor, new_shot: list[bool] | None = None) -> torch.Tensor:
-        """L at the render size (N, 1, h, w) -> a*b* (N, 2, h, w), float32, Lab units."""
+    def predict(self, small_lightness: torch.Tensor, fresh_global: list[bool] | None = None) -> torch.Tensor:
+        """L at the render size (N, 1, h, w) -> a*b* (N, 2, h, w), float32, Lab units.
+
+        fresh_global: per frame, whether VGG16 global features are computed for
+        it (else the last ones are reused); None: every ``global_every``-th frame.
+        """
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             with self.stage("global_features"):
-                vectors = self._global_vectors(small_lightness, new_shot)
+                vectors = self._global_vectors(small_lightness, fresh_global)
             with self.stage("head"):
                 small_lightness = small_lightness.contiguous(memory_format=torch.channels_last)
                 ab = self._chunked(lambda lightness, vector: self.head(lightness, vector).float(), small_lightness, vectors)
@@ -219,22 +223,30 @@ class Colorizer:
         small_lightness = small_lightness.contiguous(memory_format=torch.channels_last)
         return self._chunked(lambda lightness: self.global_features(lightness).float(), small_lightness)
 
-    def _global_vectors(self, small_lightness: torch.Tensor, new_shot: list[bool] | None) -> torch.Tensor:
+    def _global_vectors(self, small_lightness: torch.Tensor, fresh_flags: list[bool] | None) -> torch.Tensor:
+        """One global vector per frame: computed where asked, reused from the last computed one elsewhere.
+
+        fresh_flags: which frames get new features (the pipeline asks at every
+        scene cut and every ``global_every``-th frame of the film). Without it,
+        every ``global_every``-th frame of this colorizer's stream is fresh.
+        """
         count = small_lightness.shape[0]
         if self.global_every == 1:
             return self._features(small_lightness)
-        # which frames get fresh features: every Kth, and the first of each shot
         fresh = []
         for index in range(count):
-            shot_starts = bool(new_shot[index]) if new_shot is not None else False
-            if self._last_global is None or shot_starts or self._frames_since_global >= self.global_every:
+            if fresh_flags is not None:
+                wanted = bool(fresh_flags[index])
+            else:
+                wanted = self._frames_since_global >= self.global_every
+            if wanted or self._last_global is None and not fresh:
                 fresh.append(index)
                 self._frames_since_global = 0
             self._frames_since_global += 1
         computed = self._features(small_lightness[fresh]) if fresh else None
         vectors = []
         for index in range(count):
-            if fresh and index in fresh:
+            if index in fresh:
                 self._last_global = computed[fresh.index(index)]
             vectors.append(self._last_global)
         return torch.stack(vectors)
@@ -270,5 +282,6 @@ class Colorizer:
     def colorize(self, frames: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """Colorize a batch of frames (H x W x 3, uint8 or uint16, same size) with no temporal smoothing."""
         prepared = self.prepare(frames)
-        ab = self.predict(prepared.small_lightness)
+        # frames handed in together may be unrelated photos: each gets its own global features
+        ab = self.predict(prepared.small_lightness, fresh_global=[True] * prepared.small_lightness.shape[0])
         return self.compose(prepared.lightness, ab, prepared.max_value)

@@ -333,7 +333,7 @@ def _check_frames_dir(frames_dir: Path) -> None:
 def _colorize_still(colorizer, frame: VideoFrame) -> np.ndarray:
     # fresh global features for every frame: preview frames are far apart
     prepared = colorizer.prepare([frame.rgb])
-    ab = colorizer.predict(prepared.small_lightness, new_shot=[True])
+    ab = colorizer.predict(prepared.small_lightness, fresh_global=[True])
     return colorizer.compose(prepared.lightness, ab, prepared.max_value)[0]
 
 

@@ -1,0 +1,26 @@
+"""The frame-level Colorizer: unrelated photos never share global features; luminance is kept."""
+
+import numpy as np
+
+from facecolor_video.colorizer import Colorizer, render_shape
+
+
+def _photo(seed, size=(48, 64)):
+    rng = np.random.default_rng(seed)
+    gray = np.clip(rng.normal(128, 50, size).cumsum(axis=1) / 8 + 60, 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
+
+
+def test_consecutive_stills_do_not_reuse_global_features():
+    reused = Colorizer(render_size=64, global_every=8)
+    first, second = _photo(1), _photo(2)
+    reused.colorize(first[None])
+    after_another = reused.colorize(second[None])[0]
+    alone = Colorizer(render_size=64, global_every=8).colorize(second[None])[0]
+    assert np.array_equal(after_another, alone)
+
+
+def test_render_shape_never_upscales_and_snaps_to_multiples_of_eight():
+    assert render_shape(480, 640, 128) == (128, 168)
+    assert render_shape(100, 90, 128) == (96, 88)  # nearest multiples of 8
+    assert render_shape(1080, 1920, None) == (1080, 1920)
