@@ -46,7 +46,7 @@ MODELS: dict[str, WeightsFile] = {
         "colorizer_general-29b9aec2.pt",
         "29b9aec255f6471f35b02799078783f77cbd6f6ef1b4eb77b174db02efe2287b",
         "colorization head trained on faces, people in context and scenes (see weights/README.md)",
-        chroma_gain=1.12,
+        chroma_gain=1.03,
     ),
 }
 DEFAULT_MODEL = "general"
