@@ -133,7 +133,10 @@ def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, sm
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
               help="per process: under torchrun --nproc-per-node K the global batch is this x K")
 @click.option("--crop-size", type=click.IntRange(16), default=128, show_default=True)
-@click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=3e-4, show_default=True)
+@click.option("--init", default="general", show_default=True,
+              help="start from this model (a name or a head file); 'none' trains from scratch")
+@click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True),
+              help="Adam learning rate (default: 1e-4 fine-tuning, 3e-4 from scratch)")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.4, show_default=True)
 @click.option("--batch-norm", is_flag=True, help="batch normalization after each convolution (the paper's next step)")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True, help="steps")
@@ -143,8 +146,12 @@ def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, sm
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="continue from the run folder's checkpoint")
 @click.option("-q", "--quiet", is_flag=True)
-def train(data_dirs, val_dirs, run_dir, mix, quiet, resume, **settings):
+def train(data_dirs, val_dirs, run_dir, mix, quiet, resume, init, **settings):
     """Fine-tune the colorization network on your own photos.
+
+    Training starts from the shipped general model (--init), so a few thousand
+    photos of one kind (a family album, one film's era) adapt it quickly; on a
+    CPU that is what fits in an hour. --init none trains from scratch.
 
     \b
       facecolor-video train --data photos/ --val held_out/ -o run/
@@ -159,6 +166,7 @@ def train(data_dirs, val_dirs, run_dir, mix, quiet, resume, **settings):
 
     mix_values = [float(x) for x in mix.split(",")] if mix else None
     config = TrainConfig(data=list(data_dirs), val=list(val_dirs), mix=mix_values,
+                         init=None if init.lower() == "none" else init,
                          time_limit_minutes=settings.pop("time_limit"), **settings)
     head = train_and_export(config, run_dir, resume=resume, progress=not quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all

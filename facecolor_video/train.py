@@ -54,7 +54,10 @@ class TrainConfig:
     batch_size: int = 32
     crop_size: int = 128
     min_scale: float = 0.35  # smallest crop area of the random resized crop
-    learning_rate: float = 3e-4
+    # None: 1e-4 when fine-tuning from ``init``, 3e-4 from scratch (the paper's Adam default)
+    learning_rate: float | None = None
+    # start from this head (a model name such as "general", or a head file); None: from scratch
+    init: str | None = None
     dropout: float = 0.4
     batch_norm: bool = False
     val_size: int = 192  # validation images: short side resized, centre square crop
@@ -109,6 +112,32 @@ def _sampler(per_folder: list[list[Path]], mix: list[float] | None, epoch_size: 
         raise ValueError(f"--mix has {len(mix)} values for {len(per_folder)} data folders")
     weights = torch.cat([torch.full((len(paths),), share / len(paths)) for share, paths in zip(mix, per_folder)])
     return WeightedRandomSampler(weights, epoch_size, replacement=True, generator=torch.Generator().manual_seed(seed))
+
+
+FINE_TUNE_LEARNING_RATE = 1e-4
+SCRATCH_LEARNING_RATE = 3e-4
+
+
+def effective_learning_rate(config: TrainConfig) -> float:
+    if config.learning_rate is not None:
+        return config.learning_rate
+    return FINE_TUNE_LEARNING_RATE if config.init else SCRATCH_LEARNING_RATE
+
+
+def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
+    """The head training starts from: a fresh one, or a copy of ``config.init`` (hash-checked like any model)."""
+    if not config.init:
+        return ColorizationNet(global_channels, config.dropout, config.batch_norm)
+    from .colorizer import load_head
+
+    start, _ = load_head(config.init)
+    if start.config["batch_norm"] != config.batch_norm:
+        wanted = "with" if config.batch_norm else "without"
+        raise InputError(f"{config.init}: this head was trained {'with' if start.config['batch_norm'] else 'without'} "
+                         f"batch norm; --init cannot start a network {wanted} it from it")
+    head = ColorizationNet(start.config["global_channels"], config.dropout, config.batch_norm)
+    head.load_state_dict(start.state_dict())
+    return head
 
 
 @dataclass(frozen=True)
@@ -204,11 +233,11 @@ class Trainer:
         self.val_sets = {folder: iter_images([folder], limit=config.val_limit) for folder in config.val}
 
         self.global_features = build_global_features().to(self.device)
-        self.model = ColorizationNet(self.global_features.out_channels, config.dropout, config.batch_norm).to(self.device)
+        self.model = initial_head(config, self.global_features.out_channels).to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=effective_learning_rate(config))
         # what train_step runs: the head itself, or its DDP wrapper (which averages gradients over ranks);
         # self.model stays the bare head, so checkpoints carry no "module." prefix
         self.network = self.model

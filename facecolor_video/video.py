@@ -339,6 +339,36 @@ def _temporary_path(destination: Path) -> Path:
     return destination.with_name(f".{destination.stem}.partial-{token}{destination.suffix}")
 
 
+# Hardware encoders FFmpeg may offer, and what each needs at run time.
+HARDWARE_ENCODERS = {
+    "h264_nvenc": "an NVIDIA GPU and its driver",
+    "hevc_nvenc": "an NVIDIA GPU and its driver",
+    "av1_nvenc": "an NVIDIA GPU (Ada or newer) and its driver",
+}
+# x264's preset names on NVENC's p1 (fastest) .. p7 (best) scale.
+_NVENC_PRESETS = {
+    "ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3", "fast": "p3",
+    "medium": "p4", "slow": "p5", "slower": "p6", "veryslow": "p7", "placebo": "p7",
+}
+
+
+def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
+    """The encoder's own options for ``--crf`` and ``--preset``.
+
+    libx264/libx265 take them as they are. NVENC has no crf: its constant-quality
+    mode (``rc=vbr`` with ``cq``, bitrate left free) is the nearest match, and
+    x264 preset names map onto its p1..p7 (its own names pass through). Other
+    encoders get their defaults.
+    """
+    if codec == "libx264":
+        return {"crf": str(crf), "preset": preset}
+    if codec == "libx265":  # x265 logs every run to stderr unless told otherwise
+        return {"crf": str(crf), "preset": preset, "x265-params": "log-level=error"}
+    if codec.endswith("_nvenc"):
+        return {"rc": "vbr", "cq": str(crf), "b": "0", "preset": _NVENC_PRESETS.get(preset, preset)}
+    return {}
+
+
 def _video_pix_fmt(codec_name: str, width: int, height: int, deep: bool) -> str:
     """The encoder pixel format: 4:2:0 when the size allows, 10-bit for deep sources."""
     supported = {fmt.name for fmt in (av.codec.Codec(codec_name, "w").video_formats or ())}
@@ -550,6 +580,9 @@ class VideoWriter:
             for packet in self._stream.encode(av_frame):
                 self._mux_video(packet)
         except (av.FFmpegError, OSError) as error:
+            if self.frames_written == 0 and self.codec in HARDWARE_ENCODERS:
+                raise EncodeError(f"{self.path}: the {self.codec} encoder could not start; it needs "
+                                  f"{HARDWARE_ENCODERS[self.codec]} (use --codec libx264 without one)") from None
             raise EncodeError(f"{self.path}: encoding frame {frame.index} failed ({_reason(error)})") from None
         self.frames_written += 1
 
@@ -607,7 +640,7 @@ class VideoWriter:
     def _open_video(self, width: int, height: int, deep: bool) -> None:
         container_format = VIDEO_CONTAINERS[self.path.suffix.lower()]
         self._container = av.open(str(self.temporary_path), "w", format=container_format)
-        options = {"crf": str(self.crf), "preset": self.preset} if self.codec in ("libx264", "libx265") else {}
+        options = encoder_options(self.codec, self.crf, self.preset)
         stream = self._container.add_stream(self.codec, rate=self.frame_rate, options={**options, **self.options})
         stream.width, stream.height = width, height
         stream.pix_fmt = _video_pix_fmt(self.codec, width, height, deep)

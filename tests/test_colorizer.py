@@ -24,3 +24,21 @@ def test_render_shape_never_upscales_and_snaps_to_multiples_of_eight():
     assert render_shape(480, 640, 128) == (128, 168)
     assert render_shape(100, 90, 128) == (96, 88)  # nearest multiples of 8
     assert render_shape(1080, 1920, None) == (1080, 1920)
+
+
+def test_head_split_across_cores_gives_the_same_colours(monkeypatch):
+    import facecolor_video.colorizer as colorizer_module
+    from facecolor_video.pipeline import torch_threads
+
+    monkeypatch.setattr(colorizer_module, "_usable_cores", lambda: 3)
+    frames = np.stack([_photo(seed) for seed in range(5)])
+    whole = Colorizer(render_size=64)
+    whole._head_pool_size = 1
+    split = Colorizer(render_size=64)
+    split._head_pool_size = 3
+    with torch_threads(1):
+        assert split._head_parts(5) == 3 and whole._head_parts(5) == 1
+        expected = whole.colorize(frames).astype(np.int16)
+        result = split.colorize(frames).astype(np.int16)
+    assert split._head_pool is not None and whole._head_pool is None
+    assert np.abs(result - expected).max() <= 1

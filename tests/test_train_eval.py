@@ -69,6 +69,34 @@ def test_altered_head_is_refused(trained_run, tmp_path):
         load_head(altered)
 
 
+def test_training_starts_from_the_shipped_model_unless_told_otherwise(tmp_path):
+    import torch
+
+    from facecolor_video.train import Trainer, TrainConfig, effective_learning_rate
+
+    data = _photo_folder(tmp_path / "data", 2)
+    shipped, _ = load_head("general")
+    fine_tune = Trainer(TrainConfig(data=[str(data)], init="general", workers=0), tmp_path / "a", progress=False)
+    scratch = Trainer(TrainConfig(data=[str(data)], workers=0), tmp_path / "b", progress=False)
+    for name, value in shipped.state_dict().items():
+        assert torch.equal(fine_tune.model.state_dict()[name].cpu(), value), name
+    first = "encoder.layers.0.weight"
+    assert not torch.equal(scratch.model.state_dict()[first].cpu(), shipped.state_dict()[first])
+    assert effective_learning_rate(fine_tune.config) == 1e-4
+    assert effective_learning_rate(scratch.config) == 3e-4
+    assert fine_tune.optimizer.param_groups[0]["lr"] == 1e-4
+
+
+def test_init_that_does_not_fit_is_one_clear_line(tmp_path, capsys):
+    data = _photo_folder(tmp_path / "data", 2)
+    args = ["train", "--data", str(data), "-o", str(tmp_path / "run"), "--batch-norm", "--quiet", "--workers", "0"]
+    assert execute(args) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "general" in error and "batch norm" in error
+    assert execute(args + ["--init", str(tmp_path / "missing.pt")]) == 1
+    assert "missing.pt" in capsys.readouterr().err
+
+
 def test_eval_reports_model_and_baselines(trained_run, capsys):
     root, _, _ = trained_run
     assert execute(["eval", "--images", str(root / "val"), "--render-size", "64", "--json"]) == 0

@@ -440,3 +440,39 @@ def test_chaplin_mp3_audio_is_copied_into_mp4(tmp_path):
     assert writer.notices == []
     assert frame_times(out) == frame_times(source)
     assert packet_digests(out, "audio") == packet_digests(source, "audio")
+
+
+# Encoders
+
+
+def test_encoder_options_follow_crf_and_preset():
+    from facecolor_video.video import encoder_options
+
+    assert encoder_options("libx264", 20, "fast") == {"crf": "20", "preset": "fast"}
+    assert encoder_options("libx265", 22, "slow")["crf"] == "22"
+    nvenc = encoder_options("h264_nvenc", 19, "medium")
+    assert nvenc["cq"] == "19" and nvenc["rc"] == "vbr" and nvenc["preset"] == "p4"
+    assert encoder_options("hevc_nvenc", 19, "p7")["preset"] == "p7"
+    assert encoder_options("ffv1", 18, "medium") == {}
+
+
+def test_x265_output_has_the_frames(tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", n_frames=6, audio_streams=0)
+    writer = copy_frames(clip, tmp_path / "out.mkv", codec="libx265", crf=30, preset="ultrafast")
+    assert writer.frames_written == 6
+    with VideoReader(tmp_path / "out.mkv") as reader:
+        assert reader.codec_name == "hevc" and len(list(reader.frames())) == 6
+
+
+@pytest.mark.skipif("h264_nvenc" not in av.codecs_available, reason="this FFmpeg build has no NVENC")
+def test_hardware_encoder_works_or_fails_in_one_clear_line(tmp_path):
+    """With an NVIDIA GPU the clip is encoded; without one, a typed error names what is missing."""
+    clip = make_video(tmp_path / "clip.mp4", n_frames=6, audio_streams=0)
+    out = tmp_path / "out.mp4"
+    try:
+        writer = copy_frames(clip, out, codec="h264_nvenc")
+    except EncodeError as error:
+        assert "NVIDIA GPU" in str(error) and "libx264" in str(error) and "\n" not in str(error)
+        assert not out.exists() and temporary_leftovers(tmp_path) == []
+    else:
+        assert writer.frames_written == 6 and out.is_file()
