@@ -64,7 +64,8 @@ clip="$out/clip1080.mp4"
 facecolor-video bench "$clip" --device "$device" --frames "$frames" --batch-size 32 --json > "$out/end_to_end_libx264.json"
 if python -c "import av, sys; sys.exit('h264_nvenc' not in av.codecs_available)"; then
     facecolor-video bench "$clip" --device "$device" --frames "$frames" --batch-size 32 --codec h264_nvenc --json \
-        > "$out/end_to_end_nvenc.json" || echo "NVENC could not start on this machine"
+        > "$out/nvenc.tmp" && mv "$out/nvenc.tmp" "$out/end_to_end_nvenc.json" \
+        || { rm -f "$out/nvenc.tmp"; echo "NVENC could not start on this machine"; }
 fi
 facecolor-video bench "$clip" --device "$device" --model-only --sweep-batch "$sweep" --peak-tflops "$peak" \
     --render-size 8192 --global-every 1 --json > "$out/model_1080p_full.json"
@@ -82,5 +83,8 @@ for path in sorted(Path(sys.argv[1]).glob("*.json")):
               f"floor {result['floor']['frames_per_second']:.1f} fps, ratio {result['ratio']:.2f}, "
               f"peak RSS {result['peak_rss_mib']:.0f} MiB")
     else:
-        print(path.stem, json.dumps(result)[:400])
+        flops = result["flops_per_frame"]["per_frame"] / 1e9
+        rows = ", ".join(f"batch {row['batch_size']}: {row['frames_per_second']:.1f} fps "
+                         f"({100 * (row['fraction_of_peak'] or 0):.0f}% of peak)" for row in result["rows"])
+        print(f"{path.stem} at {result['render_resolution']}, {flops:.0f} GFLOP/frame: {rows}")
 EOF
