@@ -69,6 +69,16 @@ def test_altered_head_is_refused(trained_run, tmp_path):
         load_head(altered)
 
 
+def test_epoch_size_sets_the_samples_per_epoch(tmp_path):
+    data = _photo_folder(tmp_path / "data", 8)
+    run_dir = tmp_path / "run"
+    args = ["train", "--data", str(data), "-o", str(run_dir), "--epochs", "1", "--epoch-size", "4",
+            "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--quiet"]
+    assert execute(args) == 0
+    _, metadata = load_head(run_dir / "head.pt")
+    assert metadata["steps"] == 2  # 4 samples of 8 images, 2 per batch
+
+
 def test_training_starts_from_the_shipped_model_unless_told_otherwise(tmp_path):
     import torch
 
