@@ -110,7 +110,9 @@ class Colorizer:
     older GPUs, else fp32), ``fp32``, ``bf16`` or ``fp16``.
     render_size: short side at which a*b* is predicted (None: full size).
     global_every: compute VGG16 global features on every Kth frame and reuse
-    them in between (a new shot always gets its own).
+    them in between (a new shot always gets its own); the CLI's default, so
+    the library and the command line give the same film. Stills passed to
+    ``colorize`` always get their own.
     chroma_gain: multiplies the predicted a*b*; None takes the model's tuned value.
     """
 
@@ -120,7 +122,7 @@ class Colorizer:
         device: str = "auto",
         precision: str = "auto",
         render_size: int | None = DEFAULT_RENDER_SIZE,
-        global_every: int = 1,
+        global_every: int = default("global_every"),
         chroma_gain: float | None = None,
         backbone_weights: str | Path | None = None,
     ):
