@@ -14,7 +14,6 @@ them (see ``pipeline``):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from . import weights as weights_registry
 from .backbone import GlobalFeatures, build_global_features
 from .color import _EPSILON, _KAPPA, _RGB_TO_XYZ, lab_to_rgb, rgb_to_lightness, srgb_to_linear
-from .devices import autocast_dtype, resolve_device
+from .devices import autocast_dtype, resolve_device, usable_cores
 from .errors import WeightsError
 from .model import SIZE_MULTIPLE, ColorizationNet
 from .settings import default
@@ -83,10 +82,6 @@ def load_head(model: str | Path = weights_registry.DEFAULT_MODEL) -> tuple[Color
     except RuntimeError as error:
         raise WeightsError(f"{path}: weights do not fit the network ({str(error).splitlines()[0]})") from None
     return head.eval(), {**state.get("metadata", {}), **metadata}
-
-
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def render_shape(height: int, width: int, render_size: int | None) -> tuple[int, int]:
@@ -150,7 +145,7 @@ class Colorizer:
         self._last_global: torch.Tensor | None = None
         # threads that run parts of the head's batch (see _run_head), made on first use
         self._head_pool: ThreadPoolExecutor | None = None
-        self._head_pool_size = _usable_cores()
+        self._head_pool_size = usable_cores()
 
     # ------------------------------------------------------------------ steps
     def to_tensor(self, frames: list[np.ndarray] | np.ndarray) -> tuple[torch.Tensor, float]:
@@ -267,7 +262,7 @@ class Colorizer:
     def _head_parts(self, count: int) -> int:
         if self.device.type != "cpu" or count < 2 or torch.get_num_threads() != 1:
             return 1
-        return min(count, _usable_cores(), self._head_pool_size)
+        return min(count, self._head_pool_size)
 
     @torch.no_grad()
     def global_vectors(self, small_lightness: torch.Tensor, fresh_global: list[bool] | None = None) -> torch.Tensor:

@@ -6,7 +6,6 @@ batches, and the smoother holds at most ``radius`` frames back.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from itertools import islice
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .colorizer import Colorizer, PreparedBatch
+from .devices import usable_cores
 from .outputs import check_output_path
 from .prefetch import BackgroundWriter, Prefetcher
 from .settings import default
@@ -246,8 +246,7 @@ def auto_threads(device: torch.device, overlap: bool = True) -> int:
     """
     if device.type != "cpu" or not overlap:
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+    return max(1, usable_cores() - 1)
 
 
 class torch_threads:

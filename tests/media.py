@@ -175,6 +175,22 @@ def _garbled(packet: av.Packet, rng: np.random.Generator) -> av.Packet:
     return garbage
 
 
+def make_audio_only(path, container_format: str = "mp4") -> Path:
+    """A file with one short silent AAC stream and no video."""
+    with av.open(str(path), "w", format=container_format) as container:
+        mux_silence(container, container.add_stream("aac", rate=16000))
+    return Path(path)
+
+
+def mux_silence(container, stream) -> None:
+    """1024 samples of mono silence, encoded into ``stream`` (an AAC stream of ``container``)."""
+    stream.layout = "mono"
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+    frame.sample_rate, frame.pts = stream.rate, 0
+    for packet in [*stream.encode(frame), *stream.encode()]:
+        container.mux(packet)
+
+
 def make_image(path, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> Path:
     """Write one still image of the pattern and return its path.
 

@@ -26,11 +26,9 @@ def test_render_shape_never_upscales_and_snaps_to_multiples_of_eight():
     assert render_shape(1080, 1920, None) == (1080, 1920)
 
 
-def test_head_split_across_cores_gives_the_same_colours(monkeypatch):
-    import facecolor_video.colorizer as colorizer_module
+def test_head_split_across_cores_gives_the_same_colours():
     from facecolor_video.pipeline import torch_threads
 
-    monkeypatch.setattr(colorizer_module, "_usable_cores", lambda: 3)
     frames = np.stack([_photo(seed) for seed in range(5)])
     whole = Colorizer(render_size=64)
     whole._head_pool_size = 1

@@ -47,7 +47,7 @@ from facecolor_video import cli
 from facecolor_video.cli import execute
 from facecolor_video.color import rgb_to_lightness
 from facecolor_video.video import VideoWriter
-from tests.media import make_image, make_video, pattern_frame
+from tests.media import make_audio_only, make_image, make_video, mux_silence, pattern_frame
 
 QUIET = ["--quiet"]
 _COLORIZER = []
@@ -142,28 +142,12 @@ def _expect_success(capsys, source: Path, output: Path, extra=()) -> list[str]:
 # Inputs that cannot be colorized
 
 
-def _audio_only(path: Path) -> Path:
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=16000)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 16000, 0
-        for packet in [*stream.encode(frame), *stream.encode()]:
-            container.mux(packet)
-    return path
-
-
 def _no_frames(path: Path) -> Path:
     """A film with a video stream that holds no frame (and some audio)."""
     with av.open(str(path), "w") as container:
         video = container.add_stream("ffv1", rate=25)
         video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
-        audio = container.add_stream("aac", rate=16000)
-        audio.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 16000, 0
-        for packet in [*audio.encode(frame), *audio.encode()]:
-            container.mux(packet)
+        mux_silence(container, container.add_stream("aac", rate=16000))
     return path
 
 
@@ -183,7 +167,7 @@ def _truncated(path: Path, source: Path, fraction: float) -> Path:
     [
         (lambda d: _file(d / "empty.mp4", b""), ["empty.mp4", "empty"]),
         (lambda d: _file(d / "text.mp4", b"not a film\n" * 40), ["text.mp4", "cannot open"]),
-        (lambda d: _audio_only(d / "tone.m4a"), ["tone.m4a", "no video"]),
+        (lambda d: make_audio_only(d / "tone.m4a"), ["tone.m4a", "no video"]),
         (lambda d: _no_frames(d / "blank.mkv"), ["blank.mkv", "no frame"]),
         (lambda d: _truncated(d / "cut.mp4", make_video(d / "whole.mp4", n_frames=12), 0.6), ["cut.mp4", "cannot open"]),
     ],

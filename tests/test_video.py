@@ -16,7 +16,7 @@ from facecolor_video.errors import (
     VideoOpenError,
 )
 from facecolor_video.video import VideoFrame, VideoReader, VideoWriter
-from tests.media import VFR_STEPS, make_image, make_video, pattern_frame
+from tests.media import VFR_STEPS, make_audio_only, make_image, make_video, pattern_frame
 
 DATA = Path(os.environ.get("FACECOLOR_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -135,14 +135,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def test_audio_only_file_has_no_video_stream(tmp_path):
-    path = tmp_path / "tone.m4a"
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=16000)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 16000, 0
-        for packet in [*stream.encode(frame), *stream.encode()]:
-            container.mux(packet)
+    path = make_audio_only(tmp_path / "tone.m4a")
     with pytest.raises(NoVideoStreamError, match="tone.m4a"):
         VideoReader(path)
 
