@@ -8,10 +8,15 @@ The library face::
     rgb_out = colorizer.colorize(frames)                       # (N, H, W, 3) uint8 -> same
 """
 
-from .colorizer import Colorizer, load_head
 from .errors import FacecolorError
-from .pipeline import ColorizeOptions, ColorizeReport, colorize_file, colorize_video
-from .preview import make_preview
+from .film.pipeline import (
+    ColorizeOptions,
+    ColorizeReport,
+    colorize_file,
+    colorize_video,
+)
+from .film.preview import make_preview
+from .model.colorizer import Colorizer, load_head
 
 __all__ = [
     "Colorizer",

@@ -36,10 +36,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .colorizer import Colorizer, render_shape
 from .errors import InputError
-from .pipeline import ColorizeOptions, FrameColorizer, auto_threads, colorize_file, run_stream, torch_threads
-from .video import VideoFrame, VideoReader, VideoWriter
+from .film.pipeline import (
+    ColorizeOptions,
+    FrameColorizer,
+    auto_threads,
+    colorize_file,
+    run_stream,
+    torch_threads,
+)
+from .media.video import VideoFrame, VideoReader, VideoWriter
+from .model.colorizer import Colorizer, render_shape
 
 STAGES = ("decode", "lightness", "global_features", "head", "smoothing", "compose", "encode")
 DEFAULT_FRAMES = 64
@@ -123,7 +130,7 @@ def transcode(source: str | Path, destination: str | Path, options: ColorizeOpti
         if frames is not None:
             decoded = islice(decoded, frames)
         if options.overlap:
-            from .prefetch import BackgroundWriter, Prefetcher
+            from .media.prefetch import BackgroundWriter, Prefetcher
 
             with Prefetcher(decoded, depth=2 * options.batch_size) as ahead, \
                     BackgroundWriter(writer.write, depth=2 * options.batch_size) as behind:

@@ -75,7 +75,7 @@ def _segment_options(function):
 
 
 def _make_colorizer(model, device, precision, render_size, global_every, chroma_gain):
-    from .colorizer import Colorizer
+    from .model.colorizer import Colorizer
 
     return Colorizer(model=model, device=device, precision=precision, render_size=render_size,
                      global_every=global_every, chroma_gain=chroma_gain)
@@ -103,14 +103,14 @@ def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, sm
       facecolor-video colorize old_film.mp4 film_color.mp4
       facecolor-video colorize a.jpg b.png --output-dir colour/
     """
-    from .pipeline import ColorizeOptions
-    from .batch import plan_outputs, colorize_many
+    from .film.pipeline import ColorizeOptions
+    from .scale.batch import colorize_many, plan_outputs
 
     jobs = plan_outputs(paths, output_dir, output_format)
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
                               crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite)
     if resume or workers > 1 or ray_address:
-        from .batch import colorize_many_segmented
+        from .scale.batch import colorize_many_segmented
 
         failures = colorize_many_segmented(jobs, colorizer_settings, options, quiet, resume=resume, workers=workers,
                                            segment_seconds=segment_seconds, ray_address=ray_address)
@@ -162,7 +162,7 @@ def train(data_dirs, val_dirs, run_dir, mix, quiet, resume, init, **settings):
     \b
       torchrun --nproc-per-node 4 -m facecolor_video train --data photos/ -o run/
     """
-    from .train import TrainConfig, train_and_export
+    from .training.train import TrainConfig, train_and_export
 
     mix_values = [float(x) for x in mix.split(",")] if mix else None
     config = TrainConfig(data=list(data_dirs), val=list(val_dirs), mix=mix_values,
@@ -191,7 +191,7 @@ def evaluate_command(image_dirs, videos, limit, as_json, smooth, smooth_radius, 
       facecolor-video eval --images faces_val/ --images scenes/
       facecolor-video eval --video clip.mp4 --smooth none
     """
-    from .quality import evaluate_images, evaluate_videos
+    from .training.quality import evaluate_images, evaluate_videos
 
     if not image_dirs and not videos:
         raise click.UsageError("give --images DIR and/or --video FILE")
@@ -225,7 +225,7 @@ def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwri
     """
     from tqdm import tqdm
 
-    from .preview import make_preview
+    from .film.preview import make_preview
 
     bar = None
 
@@ -268,8 +268,8 @@ def batch(dir_or_list, output_dir, output_format, batch_size, smooth, smooth_rad
       facecolor-video batch reels/ --output-dir colour/ --workers 2
       facecolor-video batch reels.txt -d colour/ --ray local
     """
-    from .batch import archive_jobs, colorize_many_segmented
-    from .pipeline import ColorizeOptions
+    from .film.pipeline import ColorizeOptions
+    from .scale.batch import archive_jobs, colorize_many_segmented
 
     jobs, skipped = archive_jobs(dir_or_list, output_dir, output_format)
     if not quiet and skipped:
@@ -318,8 +318,14 @@ def bench(source, frames, as_json, batch_size, smooth, smooth_radius, codec, crf
       facecolor-video bench old_film.mp4 --frames 100
       facecolor-video bench clip.mp4 --sweep-batch 8,16,32,64 --model-only --peak-tflops 989
     """
-    from .bench import format_benchmark, format_sweep, run_benchmark, run_model_sweep, to_json
-    from .pipeline import ColorizeOptions
+    from .bench import (
+        format_benchmark,
+        format_sweep,
+        run_benchmark,
+        run_model_sweep,
+        to_json,
+    )
+    from .film.pipeline import ColorizeOptions
 
     colorizer = _make_colorizer(**colorizer_settings)
     sweep = None

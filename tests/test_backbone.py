@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from facecolor_video import backbone, weights
 from facecolor_video.errors import WeightsError
+from facecolor_video.model import backbone, weights
 
 DATA = Path(__file__).parent / "data"
 # outputs of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 in vgg16().features

@@ -17,11 +17,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from facecolor_video.bench import STAGES, format_benchmark, format_sweep, run_benchmark, run_model_sweep
+from facecolor_video.bench import (
+    STAGES,
+    format_benchmark,
+    format_sweep,
+    run_benchmark,
+    run_model_sweep,
+)
 from facecolor_video.cli import main
-from facecolor_video.colorizer import Colorizer
-from facecolor_video.pipeline import ColorizeOptions, colorize_file
-from facecolor_video.prefetch import BackgroundWriter, Prefetcher
+from facecolor_video.film.pipeline import ColorizeOptions, colorize_file
+from facecolor_video.media.prefetch import BackgroundWriter, Prefetcher
+from facecolor_video.model.colorizer import Colorizer
 from tests.media import make_video
 
 FRAMES = 12
@@ -194,7 +200,7 @@ def test_out_of_memory_at_one_frame_is_an_error(clip):
 
 
 def test_prepare_8bit_matches_the_reference_lightness(colorizer):
-    from facecolor_video.color import rgb_to_lightness
+    from facecolor_video.model.color import rgb_to_lightness
 
     frames = np.random.default_rng(0).integers(0, 256, (2, 24, 40, 3), dtype=np.uint8)
     expected = rgb_to_lightness(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)

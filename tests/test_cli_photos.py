@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from facecolor_video.cli import execute
-from facecolor_video.color import rgb_to_lightness
+from facecolor_video.model.color import rgb_to_lightness
 from tests.media import make_image, make_video
 
 FAST = ["--render-size", "64", "--quiet"]
@@ -86,7 +86,7 @@ def test_many_photos_into_output_dir_with_format(tmp_path):
 
 def test_gray_photo_gets_colour(tmp_path):
     """The shipped model adds chroma to a gray photo (a stub that returns gray would fail)."""
-    from facecolor_video.metrics import mean_chroma
+    from facecolor_video.training.metrics import mean_chroma
 
     source = make_image(tmp_path / "gray.png", size=(96, 96), mode="L")
     output = tmp_path / "colour.png"

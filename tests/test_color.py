@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from facecolor_video.color import lab_to_rgb, rgb_to_lab, rgb_to_lightness
+from facecolor_video.model.color import lab_to_rgb, rgb_to_lab, rgb_to_lightness
 
 skimage_color = pytest.importorskip("skimage.color")
 

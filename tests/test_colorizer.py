@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from facecolor_video.colorizer import Colorizer, render_shape
+from facecolor_video.model.colorizer import Colorizer, render_shape
 
 
 def _photo(seed, size=(48, 64)):
@@ -27,7 +27,7 @@ def test_render_shape_never_upscales_and_snaps_to_multiples_of_eight():
 
 
 def test_head_split_across_cores_gives_the_same_colours():
-    from facecolor_video.pipeline import torch_threads
+    from facecolor_video.film.pipeline import torch_threads
 
     frames = np.stack([_photo(seed) for seed in range(5)])
     whole = Colorizer(render_size=64)

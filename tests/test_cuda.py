@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from facecolor_video.colorizer import Colorizer
-from facecolor_video.pipeline import ColorizeOptions, colorize_file
-from facecolor_video.video import VideoReader
+from facecolor_video.film.pipeline import ColorizeOptions, colorize_file
+from facecolor_video.media.video import VideoReader
+from facecolor_video.model.colorizer import Colorizer
 from tests.media import make_video
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")

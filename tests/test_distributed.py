@@ -14,11 +14,11 @@ from tests.media import make_video
 
 
 def test_missing_ray_is_a_clear_error(monkeypatch):
-    from facecolor_video import distributed
+    from facecolor_video.scale import executors
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(FacecolorError, match=r"pip install 'facecolor-video\[ray\]'"):
-        distributed.require_ray()
+        executors.require_ray()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from facecolor_video.colorizer import load_head
+from facecolor_video.model.colorizer import load_head
 from tests.test_train_eval import _photo_folder
 
 

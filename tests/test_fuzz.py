@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from facecolor_video import cli
 from facecolor_video.errors import FacecolorError
-from facecolor_video.video import VideoReader
+from facecolor_video.media.video import VideoReader
 from tests.media import make_image, make_video
 
 EXAMPLES = int(os.environ.get("FACECOLOR_FUZZ_EXAMPLES", "25"))
@@ -140,7 +140,7 @@ def test_reader_gives_frames_or_a_typed_error(damaged):
 
 @pytest.fixture(scope="module")
 def one_model():
-    from facecolor_video.colorizer import Colorizer
+    from facecolor_video.model.colorizer import Colorizer
 
     colorizer = []
 

@@ -1,4 +1,4 @@
-"""Tests for facecolor_video.metrics and facecolor_video.evaluate (fast, synthetic data)."""
+"""Tests for facecolor_video.training.metrics and facecolor_video.training.evaluate (fast, synthetic data)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("skimage", reason="metrics need the eval extra (scikit-image)")
 from PIL import Image  # noqa: E402
 
-from facecolor_video import evaluate as ev  # noqa: E402
-from facecolor_video import metrics  # noqa: E402
+from facecolor_video.training import evaluate as ev  # noqa: E402
+from facecolor_video.training import metrics  # noqa: E402
 
 
 def _colour_image(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:

@@ -4,7 +4,12 @@ import sys
 import pytest
 
 from facecolor_video.errors import OutputError
-from facecolor_video.outputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_output_path, output_kind
+from facecolor_video.media.outputs import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    check_output_path,
+    output_kind,
+)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from PIL import Image
 
 from facecolor_video import cli
 from facecolor_video.errors import OutputError
-from facecolor_video.preview import (
+from facecolor_video.film.preview import (
     PADDING,
     PAIR_GAP,
     FrameSampler,
@@ -17,13 +17,13 @@ from facecolor_video.preview import (
     frame_label,
     make_preview,
 )
-from facecolor_video.video import VideoReader
+from facecolor_video.media.video import VideoReader
 from tests.media import VFR_STEPS, frame_times, make_image, make_video, pattern_frame
 
 
 @pytest.fixture(scope="module")
 def colorizer():
-    from facecolor_video.colorizer import Colorizer
+    from facecolor_video.model.colorizer import Colorizer
 
     return Colorizer(device="cpu", render_size=64)
 

@@ -45,9 +45,15 @@ from PIL import Image
 
 from facecolor_video import cli
 from facecolor_video.cli import execute
-from facecolor_video.color import rgb_to_lightness
-from facecolor_video.video import VideoWriter
-from tests.media import make_audio_only, make_image, make_video, mux_silence, pattern_frame
+from facecolor_video.media.video import VideoWriter
+from facecolor_video.model.color import rgb_to_lightness
+from tests.media import (
+    make_audio_only,
+    make_image,
+    make_video,
+    mux_silence,
+    pattern_frame,
+)
 
 QUIET = ["--quiet"]
 _COLORIZER = []
@@ -55,7 +61,7 @@ _COLORIZER = []
 
 def _shared_colorizer(**_settings):
     if not _COLORIZER:
-        from facecolor_video.colorizer import Colorizer
+        from facecolor_video.model.colorizer import Colorizer
 
         _COLORIZER.append(Colorizer(device="cpu", render_size=64))
     return _COLORIZER[0]

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from facecolor_video.cli import main
-from facecolor_video.colorizer import Colorizer
-from facecolor_video.pipeline import ColorizeOptions, colorize_file
-from facecolor_video.segments import (
+from facecolor_video.film.pipeline import ColorizeOptions, colorize_file
+from facecolor_video.model.colorizer import Colorizer
+from facecolor_video.scale.segments import (
     colorize_segmented,
     plan_segments,
     prepare_work_folder,

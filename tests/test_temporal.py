@@ -1,4 +1,4 @@
-"""Tests for facecolor_video.temporal on synthetic clips (CPU, a few seconds)."""
+"""Tests for facecolor_video.film.temporal on synthetic clips (CPU, a few seconds)."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facecolor_video.temporal import SceneCutDetector, TemporalSmoother, flicker
+from facecolor_video.film.temporal import SceneCutDetector, TemporalSmoother, flicker
 
 H, W = 72, 128
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from facecolor_video.cli import execute
-from facecolor_video.colorizer import load_head
 from facecolor_video.errors import WeightsError
+from facecolor_video.model.colorizer import load_head
 
 
 def _photo_folder(folder, count, size=40, seed=0):
@@ -82,7 +82,11 @@ def test_epoch_size_sets_the_samples_per_epoch(tmp_path):
 def test_training_starts_from_the_shipped_model_unless_told_otherwise(tmp_path):
     import torch
 
-    from facecolor_video.train import Trainer, TrainConfig, effective_learning_rate
+    from facecolor_video.training.train import (
+        TrainConfig,
+        Trainer,
+        effective_learning_rate,
+    )
 
     data = _photo_folder(tmp_path / "data", 2)
     shipped, _ = load_head("general")

@@ -15,8 +15,14 @@ from facecolor_video.errors import (
     OutputError,
     VideoOpenError,
 )
-from facecolor_video.video import VideoFrame, VideoReader, VideoWriter
-from tests.media import VFR_STEPS, make_audio_only, make_image, make_video, pattern_frame
+from facecolor_video.media.video import VideoFrame, VideoReader, VideoWriter
+from tests.media import (
+    VFR_STEPS,
+    make_audio_only,
+    make_image,
+    make_video,
+    pattern_frame,
+)
 
 DATA = Path(os.environ.get("FACECOLOR_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -439,7 +445,7 @@ def test_chaplin_mp3_audio_is_copied_into_mp4(tmp_path):
 
 
 def test_encoder_options_follow_crf_and_preset():
-    from facecolor_video.video import encoder_options
+    from facecolor_video.media.video import encoder_options
 
     assert encoder_options("libx264", 20, "fast") == {"crf": "20", "preset": "fast"}
     assert encoder_options("libx265", 22, "slow")["crf"] == "22"

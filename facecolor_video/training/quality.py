@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .color import rgb_to_lab
-from .colorizer import Colorizer
+from ..film.pipeline import FrameColorizer, batched
+from ..film.temporal import flicker
+from ..media.video import VideoFrame, VideoReader
+from ..model.color import rgb_to_lab
+from ..model.colorizer import Colorizer
 from .evaluate import evaluate, format_table, iter_images, results_to_json, to_gray_rgb
-from .pipeline import FrameColorizer, batched
-from .temporal import flicker
-from .video import VideoFrame, VideoReader
 
 # Mean a*b* of the training face crops (utkface/train, 400 evenly spaced images):
 # the "constant colour" baseline a model has to beat.

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import vgg16
 
+from ..errors import WeightsError
 from . import weights as weights_registry
-from .errors import WeightsError
 
 INPUT_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

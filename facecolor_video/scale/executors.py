@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import FacecolorError
+from ..errors import FacecolorError
 
 _COLORIZERS: dict[str, object] = {}
 
@@ -47,7 +47,7 @@ def connect(address: str = "local", **init_options):
 
 def _colorize_segment_task(job, colorizer_settings: dict) -> tuple[dict, bytes]:
     # Runs on a Ray worker: one colorizer per worker process and settings, reused.
-    from .colorizer import Colorizer
+    from ..model.colorizer import Colorizer
     from .segments import run_segment
 
     key = json.dumps(colorizer_settings, sort_keys=True, default=str)

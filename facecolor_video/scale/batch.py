@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from .errors import FacecolorError, OutputError
-from .outputs import check_output_path
-from .pipeline import ColorizeOptions, colorize_file
-from .video import VideoReader
+from ..errors import FacecolorError, OutputError
+from ..film.pipeline import ColorizeOptions, colorize_file
+from ..media.outputs import check_output_path
+from ..media.video import VideoReader
 
 
 def plan_outputs(paths: tuple[Path, ...], output_dir: Path | None, output_format: str | None) -> list[tuple[Path, Path]]:
@@ -86,7 +86,7 @@ def archive_jobs(dir_or_list: Path, output_dir: Path, output_format: str | None 
     are taken from the list's folder). Outputs keep the input's extension when it
     is one we write (mp4, m4v, mov, mkv), else get .mp4, or output_format.
     """
-    from .outputs import VIDEO_CONTAINERS
+    from ..media.outputs import VIDEO_CONTAINERS
 
     dir_or_list = Path(dir_or_list)
     if dir_or_list.is_dir():

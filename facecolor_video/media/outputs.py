@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 # Extension -> the image encoder that writes it (through PyAV's image2 muxer).
 IMAGE_CODECS = {

@@ -19,7 +19,14 @@ from typing import Iterator
 import av
 import numpy as np
 
-from .errors import DecodeError, EncodeError, InputError, NoVideoStreamError, OutputError, VideoOpenError
+from ..errors import (
+    DecodeError,
+    EncodeError,
+    InputError,
+    NoVideoStreamError,
+    OutputError,
+    VideoOpenError,
+)
 from .outputs import IMAGE_CODECS, VIDEO_CONTAINERS, output_kind
 
 # Used when a stream declares no rate at all (some images and raw streams).

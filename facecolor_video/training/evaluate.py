@@ -8,7 +8,7 @@ same images, so their rows are directly comparable with the model's.
 
 Images are numpy ``uint8`` arrays ``(H, W, 3)``, RGB, 0..255 throughout.
 Needs scikit-image (the ``eval`` extra), imported lazily via
-:mod:`facecolor_video.metrics`.
+:mod:`facecolor_video.training.metrics`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from facecolor_video import metrics
-from facecolor_video.errors import InputError
+from ..errors import InputError
+from . import metrics
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 WEIGHTS_DIR_ENV = "FACECOLOR_WEIGHTS_DIR"
 
@@ -57,7 +57,7 @@ def weights_dirs() -> list[Path]:
     dirs = []
     if os.environ.get(WEIGHTS_DIR_ENV):
         dirs.append(Path(os.environ[WEIGHTS_DIR_ENV]))
-    dirs.append(Path(__file__).resolve().parent.parent / "weights")
+    dirs.append(Path(__file__).resolve().parents[2] / "weights")
     dirs.append(Path(sys.prefix) / "share" / "facecolor-video" / "weights")
     return dirs
 

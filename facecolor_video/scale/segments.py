@@ -40,11 +40,17 @@ from pathlib import Path
 
 import av
 
-from .errors import DecodeError, EncodeError, FacecolorError
-from .outputs import VIDEO_CONTAINERS, check_output_path
-from .pipeline import ColorizeOptions, ColorizeReport, FrameColorizer, batched, colorize_file
-from .temporal import SceneCutDetector
-from .video import VideoReader, VideoWriter, _PacketCopier, _temporary_path
+from ..errors import DecodeError, EncodeError, FacecolorError
+from ..film.pipeline import (
+    ColorizeOptions,
+    ColorizeReport,
+    FrameColorizer,
+    batched,
+    colorize_file,
+)
+from ..film.temporal import SceneCutDetector
+from ..media.outputs import VIDEO_CONTAINERS, check_output_path
+from ..media.video import VideoReader, VideoWriter, _PacketCopier, _temporary_path
 
 DEFAULT_SEGMENT_SECONDS = 20.0
 PLAN_VERSION = 1
@@ -406,7 +412,7 @@ def colorizer_settings_of(settings: dict) -> dict:
     """The Colorizer keyword arguments in settings, with the defaults filled in (so equal settings hash equal)."""
     import inspect
 
-    from .colorizer import Colorizer
+    from ..model.colorizer import Colorizer
 
     defaults = {name: parameter.default for name, parameter in inspect.signature(Colorizer).parameters.items()
                 if name in COLORIZER_KEYS}
@@ -426,12 +432,12 @@ def run_jobs(
     if not jobs:
         return
     if ray_address:
-        from .distributed import run_jobs_ray
+        from .executors import run_jobs_ray
 
         run_jobs_ray(jobs, colorizer_settings, ray_address, on_done)
     elif workers <= 1:
         if colorizer is None:
-            from .colorizer import Colorizer
+            from ..model.colorizer import Colorizer
 
             colorizer = Colorizer(**colorizer_settings)
         for job in jobs:
@@ -448,7 +454,7 @@ def _init_worker(colorizer_settings: dict, threads: int) -> None:
 
     import torch
 
-    from .colorizer import Colorizer
+    from ..model.colorizer import Colorizer
 
     # Ctrl-C goes to the whole process group: the parent decides, workers just stop when told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -590,7 +596,7 @@ def colorize_films(
             continue
         if made is None:  # an image: one frame, nothing to segment
             if colorizer is None:
-                from .colorizer import Colorizer
+                from ..model.colorizer import Colorizer
 
                 colorizer = Colorizer(**colorizer_settings)
             report = colorize_file(source, destination, colorizer, options, progress=progress)

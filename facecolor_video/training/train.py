@@ -28,15 +28,20 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    WeightedRandomSampler,
+)
 from torchvision.transforms import v2 as transforms
 
-from .backbone import build_global_features
-from .color import lab_to_rgb, rgb_to_lab
-from .devices import autocast_dtype, resolve_device
-from .errors import InputError
+from ..devices import autocast_dtype, resolve_device
+from ..errors import InputError
+from ..model.backbone import build_global_features
+from ..model.color import lab_to_rgb, rgb_to_lab
+from ..model.network import AB_SCALE, ColorizationNet
 from .evaluate import iter_images
-from .model import AB_SCALE, ColorizationNet
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
@@ -128,7 +133,7 @@ def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
     """The head training starts from: a fresh one, or a copy of ``config.init`` (hash-checked like any model)."""
     if not config.init:
         return ColorizationNet(global_channels, config.dropout, config.batch_norm)
-    from .colorizer import load_head
+    from ..model.colorizer import load_head
 
     start, _ = load_head(config.init)
     if start.config["batch_norm"] != config.batch_norm:
@@ -481,7 +486,7 @@ def plot_history(history: list[dict], path: Path, width: int = 640, height: int 
 
 def export_head(checkpoint: str | Path, out_path: str | Path, metadata: dict | None = None) -> str:
     """Write the model's weights alone, in float16, with its config and metadata; return its sha256."""
-    from .weights import sha256_of
+    from ..model.weights import sha256_of
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     exported = {

@@ -12,7 +12,7 @@ calling such a function without it raises :class:`MissingDependencyError`.
 :func:`colorfulness` is plain numpy and always works.
 
 Video flicker is not measured here: temporal metrics (e.g. excess flicker of a
-colorized film over its gray input) live in ``facecolor_video.temporal.flicker``.
+colorized film over its gray input) live in ``facecolor_video.film.temporal.flicker``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from facecolor_video.errors import FacecolorError
+from ..errors import FacecolorError
 
 __all__ = [
     "MissingDependencyError",

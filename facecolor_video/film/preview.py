@@ -25,9 +25,15 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import DecodeError, OutputError
-from .outputs import check_output_path, output_kind
-from .video import VideoFrame, VideoReader, VideoWriter, _temporary_path, decoded_to_video_frame
+from ..errors import DecodeError, OutputError
+from ..media.outputs import check_output_path, output_kind
+from ..media.video import (
+    VideoFrame,
+    VideoReader,
+    VideoWriter,
+    _temporary_path,
+    decoded_to_video_frame,
+)
 
 # Never seek across less than this: a keyframe that close is rare, and the
 # decoder flush costs more than the few frames it saves.
@@ -377,7 +383,7 @@ def make_preview(
     started = time.perf_counter()
     with VideoReader(source) as reader:
         if colorizer is None or not hasattr(colorizer, "predict"):
-            from .colorizer import Colorizer
+            from ..model.colorizer import Colorizer
 
             colorizer = (colorizer or Colorizer)()
         colorizer.reset()

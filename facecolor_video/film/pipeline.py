@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from itertools import islice
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import islice
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .colorizer import Colorizer, PreparedBatch
-from .devices import usable_cores
-from .outputs import check_output_path
-from .prefetch import BackgroundWriter, Prefetcher
-from .settings import default
+from ..devices import usable_cores
+from ..media.outputs import check_output_path
+from ..media.prefetch import BackgroundWriter, Prefetcher
+from ..media.video import VideoFrame, VideoReader, VideoWriter
+from ..model.colorizer import Colorizer, PreparedBatch
+from ..settings import default
 from .temporal import SceneCutDetector, TemporalSmoother
-from .video import VideoFrame, VideoReader, VideoWriter
 
 
 @dataclass

@@ -24,13 +24,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..devices import autocast_dtype, resolve_device, usable_cores
+from ..errors import WeightsError
+from ..settings import default
 from . import weights as weights_registry
 from .backbone import GlobalFeatures, build_global_features
-from .color import _EPSILON, _KAPPA, _RGB_TO_XYZ, lab_to_rgb, rgb_to_lightness, srgb_to_linear
-from .devices import autocast_dtype, resolve_device, usable_cores
-from .errors import WeightsError
-from .model import SIZE_MULTIPLE, ColorizationNet
-from .settings import default
+from .color import (
+    _EPSILON,
+    _KAPPA,
+    _RGB_TO_XYZ,
+    lab_to_rgb,
+    rgb_to_lightness,
+    srgb_to_linear,
+)
+from .network import SIZE_MULTIPLE, ColorizationNet
 
 # the training crops are 128 px: measured best on faces and on people in context
 DEFAULT_RENDER_SIZE = default("render_size")

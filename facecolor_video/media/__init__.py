@@ -1,0 +1,1 @@
+"""Reading and writing media: decode, encode, remux, output paths, background prefetch."""

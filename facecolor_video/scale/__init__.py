@@ -1,0 +1,1 @@
+"""Long films and many films: segments, resume, batches, local and Ray executors."""

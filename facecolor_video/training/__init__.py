@@ -1,0 +1,1 @@
+"""Training the head and measuring colour: datasets, the training loop, metrics, evaluation."""
