@@ -232,15 +232,34 @@ def test_subtitles_mp4_cannot_hold_give_a_notice(tmp_path):
     assert packet_digests(out, "audio") == packet_digests(clip, "audio")
 
 
-def test_audio_the_container_refuses_is_reencoded_with_a_notice(tmp_path):
+def decoded_samples(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)])
+
+
+def test_lossless_audio_the_container_refuses_is_converted_losslessly(tmp_path):
     clip = make_video(tmp_path / "pcm.mkv", audio_codec="pcm_u8")
     out = tmp_path / "out.mp4"
     writer = copy_frames(clip, out)
-    assert any("re-encoded" in notice and "pcm_u8" in notice for notice in writer.notices)
+    assert len(writer.notices) == 1 and "pcm_u8" in writer.notices[0] and "converted to alac (lossless" in writer.notices[0]
     with av.open(str(out)) as container:
-        audio = container.streams.audio[0]
-        assert audio.codec_context.name == "aac"
+        assert container.streams.audio[0].codec_context.name == "alac"
+    # u8 samples widen to s16 exactly: (u - 128) * 256
+    source = decoded_samples(clip).astype(np.int32)
+    assert np.array_equal(decoded_samples(out).astype(np.int32), (source - 128) * 256)
+
+
+def test_lossy_audio_the_container_refuses_is_converted_to_aac(tmp_path):
+    clip = make_video(tmp_path / "vorbis.mkv", audio_codec="libvorbis" if "libvorbis" in av.codecs_available else "mp2")
+    out = tmp_path / "out.mov" if "libvorbis" in av.codecs_available else tmp_path / "out.mp4"
+    writer = copy_frames(clip, out)
+    with av.open(str(clip)) as container:
+        codec = container.streams.audio[0].codec.canonical_name
+    with av.open(str(out)) as container:
+        target = container.streams.audio[0].codec_context.name
         decoded = sum(frame.samples for frame in container.decode(audio=0))
+    if codec == "vorbis":
+        assert target == "aac" and any("converted to aac (128 kb/s" in notice for notice in writer.notices)
     assert decoded > 0.8 * 16000 * 24 / 25
 
 

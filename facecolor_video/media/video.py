@@ -11,6 +11,7 @@ import bisect
 import errno
 import os
 import secrets
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..errors import (
     VideoOpenError,
 )
 from .outputs import IMAGE_CODECS, VIDEO_CONTAINERS, output_kind
+from .streams import StreamCopier, StreamPlan, file_packets, plan_streams, read_first_packets
 
 # Used when a stream declares no rate at all (some images and raw streams).
 FALLBACK_FRAME_RATE = Fraction(25)
@@ -132,6 +134,8 @@ class VideoReader:
         self.decode_errors = 0
         # pts of the packets that failed to decode (None where a packet had no pts).
         self.decode_error_pts: list[int | None] = []
+        self._pipe = False
+        self._side_packets: deque = deque()
 
     def __enter__(self) -> VideoReader:
         return self
@@ -240,6 +244,20 @@ class VideoReader:
                 first = next(probe.decode(video=0), None)
                 self._rotation = int(first.rotation) if first is not None else 0
         return self._rotation
+
+    @property
+    def is_pipe(self) -> bool:
+        """True when the source is a stream read once from stdin (it cannot be opened again)."""
+        return self._pipe
+
+    def source_streams(self, kind: str | None = None) -> list:
+        """The source's audio and subtitle streams (PyAV streams), or those of one kind."""
+        kinds = (kind,) if kind else ("audio", "subtitle")
+        return [stream for stream in self._container.streams if stream.type in kinds]
+
+    def next_side_packet(self):
+        """For a pipe: the next audio or subtitle packet demuxed along with the video, or None for now."""
+        return self._side_packets.popleft() if self._side_packets else None
 
     @property
     def audio_streams(self) -> list[StreamInfo]:
@@ -425,95 +443,6 @@ def _to_av_frame(frame: VideoFrame) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(rgb, format="rgb48le" if deep else "rgb24")
 
 
-# FFmpeg's default layout for each channel count.
-_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
-
-
-def _standard_layout(layout) -> av.AudioLayout:
-    # Some containers leave the layout unnamed ("1 channels"), which encoders refuse.
-    if layout.name == f"{layout.nb_channels} channels" and layout.nb_channels in _DEFAULT_LAYOUTS:
-        return av.AudioLayout(_DEFAULT_LAYOUTS[layout.nb_channels])
-    return layout
-
-
-class _PacketCopier:
-    """Copies the source's audio and subtitle packets into the output, interleaved.
-
-    The source is opened a second time and read in file order; before each
-    video packet the writer asks for every packet up to that moment, so the
-    muxer never has to buffer more than a moment of either kind.
-    """
-
-    def __init__(self, source: Path, output, copy_audio: bool, copy_subtitles: bool, notices: list[str]):
-        self._source = av.open(str(source))
-        self._output = output
-        # Source stream index -> output stream; re-encoded ones are also in _reencoded.
-        self._targets: dict[int, object] = {}
-        self._reencoded: set[int] = set()
-        wanted = []
-        if copy_audio:
-            wanted += list(self._source.streams.audio)
-        if copy_subtitles:
-            wanted += list(self._source.streams.subtitles)
-        for stream in wanted:
-            self._add_output_stream(stream, notices)
-        copied = [self._source.streams[index] for index in self._targets]
-        self._packets = self._source.demux(*copied) if copied else iter(())
-        self._pending = None
-
-    def _add_output_stream(self, stream, notices: list[str]) -> None:
-        codec = _codec_name(stream)
-        label = f"{stream.type} stream #{stream.index} ({codec})"
-        if codec in self._output.supported_codecs:
-            target = self._output.add_stream_from_template(stream)
-            target.metadata.update(stream.metadata)
-            self._targets[stream.index] = target
-        elif stream.type == "audio":
-            target = self._output.add_stream(self._output.default_audio_codec, rate=stream.codec_context.sample_rate)
-            target.layout = _standard_layout(stream.codec_context.layout)
-            target.format = target.codec_context.codec.audio_formats[0]
-            target.metadata.update(stream.metadata)
-            self._targets[stream.index] = target
-            self._reencoded.add(stream.index)
-            notices.append(f"{label} re-encoded to {target.codec_context.name}: the output container cannot hold {codec}")
-        else:
-            notices.append(f"{label} not copied: the output container cannot hold {codec}; use .mkv to keep it")
-
-    def copy_until(self, seconds: Fraction | None) -> None:
-        """Mux every source packet that starts at or before seconds (None: all)."""
-        while True:
-            packet = self._pending if self._pending is not None else next(self._packets, None)
-            self._pending = None
-            if packet is None:
-                return
-            if packet.dts is None or packet.size == 0:
-                continue
-            if seconds is not None and packet.dts * packet.time_base > seconds:
-                self._pending = packet
-                return
-            self._mux(packet)
-
-    def _mux(self, packet) -> None:
-        target = self._targets[packet.stream.index]
-        if packet.stream.index in self._reencoded:
-            for frame in packet.decode():
-                for encoded in target.encode(frame):
-                    self._output.mux(encoded)
-            return
-        packet.stream = target
-        self._output.mux(packet)
-
-    def finish(self) -> None:
-        self.copy_until(None)
-        for index in self._reencoded:
-            for encoded in self._targets[index].encode(None):
-                self._output.mux(encoded)
-        self._source.close()
-
-    def close(self) -> None:
-        self._source.close()
-
-
 class VideoWriter:
     """Writes RGB frames to a video or image file, atomically.
 
@@ -554,11 +483,16 @@ class VideoWriter:
         self.temporary_path = _temporary_path(self.path)
         self._container = None
         self._stream = None
-        self._copier: _PacketCopier | None = None
+        self._copier: StreamCopier | None = None
         self._last_pts: int | None = None
         self._closed = False
         if codec not in av.codecs_available:
             raise OutputError(f"{self.path}: video codec {codec!r} is not available in this PyAV build")
+        # Audio and subtitles are settled now, before any frame: OutputError if one fits in no way.
+        self.stream_plan = self._plan_streams()
+        note = self.stream_plan.note(self.path)
+        if note:
+            self.notices.append(note)
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -657,8 +591,14 @@ class VideoWriter:
         if self.template is not None and self.template.rotation:
             stream.set_display_rotation(self.template.rotation)
         self._stream = stream
-        if self.template is not None and not self.template.is_image and (self.copy_audio or self.copy_subtitles):
-            self._copier = _PacketCopier(self.template.path, self._container, self.copy_audio, self.copy_subtitles, self.notices)
+        if self.stream_plan.kept:
+            self._copier = copier_for(self.template, self._container, self.stream_plan)
+
+    def _plan_streams(self) -> StreamPlan:
+        if self.kind != "video" or self.template is None or self.template.is_image:
+            return StreamPlan([])
+        return plan_for(self.template, VIDEO_CONTAINERS[self.path.suffix.lower()], self.path,
+                        self.copy_audio, self.copy_subtitles)
 
     def _check_size(self, frame: VideoFrame) -> None:
         height, width = frame.rgb.shape[:2]
@@ -687,3 +627,21 @@ class VideoWriter:
         if self._copier is not None and packet.dts is not None:
             self._copier.copy_until(packet.dts * packet.time_base)
         self._container.mux(packet)
+
+
+def plan_for(reader: VideoReader, container_format: str, destination, audio: bool = True,
+             subtitles: bool = True) -> StreamPlan:
+    """The stream plan for writing reader's audio (and subtitles) into container_format."""
+    streams = ([*reader.source_streams("audio")] if audio else []) + \
+              ([*reader.source_streams("subtitle")] if subtitles else [])
+    packets = {} if reader.is_pipe else read_first_packets(reader.path, [s.index for s in streams])
+    return plan_streams(streams, container_format, destination, packets)
+
+
+def copier_for(reader: VideoReader, output, plan: StreamPlan) -> StreamCopier:
+    """A StreamCopier fed from a second handle on the source file, or from the reader's own demux (a pipe)."""
+    indices = [choice.index for choice in plan.kept]
+    if reader.is_pipe:
+        return StreamCopier(reader.source_streams(), output, plan, reader.next_side_packet)
+    streams, next_packet, close = file_packets(reader.path, indices)
+    return StreamCopier(streams, output, plan, next_packet, close)
