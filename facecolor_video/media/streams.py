@@ -132,7 +132,7 @@ def read_first_packets(path, indices: list[int]) -> dict[int, list]:
 
 def _choose(stream, container_format: str, packets: list) -> StreamChoice | None:
     codec = codec_name(stream)
-    base = dict(index=stream.index, type=stream.type, codec=codec)
+    base = {"index": stream.index, "type": stream.type, "codec": codec}
     avoid = AVOID_COPY.get(container_format, lambda _codec: False)(codec)
     if not avoid and _copy_works(stream, container_format, packets):
         return StreamChoice(action="copy", **base)

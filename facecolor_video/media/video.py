@@ -29,7 +29,13 @@ from ..errors import (
     VideoOpenError,
 )
 from .outputs import IMAGE_CODECS, VIDEO_CONTAINERS, output_kind
-from .streams import StreamCopier, StreamPlan, file_packets, plan_streams, read_first_packets
+from .streams import (
+    StreamCopier,
+    StreamPlan,
+    file_packets,
+    plan_streams,
+    read_first_packets,
+)
 
 # Used when a stream declares no rate at all (some images and raw streams).
 FALLBACK_FRAME_RATE = Fraction(25)
