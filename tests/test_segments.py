@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from facecolor_video.cli import main
 from facecolor_video.film.pipeline import ColorizeOptions, colorize_file
 from facecolor_video.model.colorizer import Colorizer
+from facecolor_video.scale.films import colorize_segmented
 from facecolor_video.scale.segments import (
-    colorize_segmented,
     plan_segments,
     prepare_work_folder,
     work_folder,

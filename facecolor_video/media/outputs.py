@@ -25,6 +25,9 @@ VIDEO_CONTAINERS = {
     ".mov": "mov",
     ".mkv": "matroska",
 }
+# Options each muxer is opened with. Matroska stores only pts, so the encoder's negative
+# start dts (B-frames) must not shift the whole film later (FFmpeg's default would).
+MUXER_OPTIONS = {"matroska": {"avoid_negative_ts": "disabled"}}
 IMAGE_EXTENSIONS = frozenset(IMAGE_CODECS)
 VIDEO_EXTENSIONS = frozenset(VIDEO_CONTAINERS)
 

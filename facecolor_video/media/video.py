@@ -28,7 +28,7 @@ from ..errors import (
     OutputError,
     VideoOpenError,
 )
-from .outputs import IMAGE_CODECS, VIDEO_CONTAINERS, output_kind
+from .outputs import IMAGE_CODECS, MUXER_OPTIONS, VIDEO_CONTAINERS, output_kind
 from .streams import (
     StreamCopier,
     StreamPlan,
@@ -586,7 +586,8 @@ class VideoWriter:
 
     def _open_video(self, width: int, height: int, deep: bool) -> None:
         container_format = VIDEO_CONTAINERS[self.path.suffix.lower()]
-        self._container = av.open(str(self.temporary_path), "w", format=container_format)
+        self._container = av.open(str(self.temporary_path), "w", format=container_format,
+                                  options=MUXER_OPTIONS.get(container_format))
         options = encoder_options(self.codec, self.crf, self.preset)
         stream = self._container.add_stream(self.codec, rate=self.frame_rate, options={**options, **self.options})
         stream.width, stream.height = width, height

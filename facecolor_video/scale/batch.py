@@ -121,12 +121,12 @@ def archive_jobs(dir_or_list: Path, output_dir: Path, output_format: str | None 
 
 def colorize_many_segmented(jobs: list[tuple[Path, Path]], colorizer_settings: dict, options: ColorizeOptions,
                             quiet: bool, **run_options) -> int:
-    """Like colorize_many, segment by segment (see segments.colorize_films: segment_seconds, workers,
+    """Like colorize_many, segment by segment (see films.colorize_films: segment_seconds, workers,
     resume, ray_address): resumable, and run in parallel processes or on Ray. Returns the failure count.
     """
     from tqdm import tqdm
 
-    from .segments import colorize_films
+    from .films import colorize_films
 
     bar = None if quiet else tqdm(total=None, unit="frame", desc="colorize", dynamic_ncols=True)
 

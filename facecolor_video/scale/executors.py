@@ -1,6 +1,9 @@
-"""Segments as Ray tasks: one film, or a whole archive, over a Ray cluster.
+"""Where segment jobs run: in this process, in spawned worker processes, or as Ray tasks.
 
-Optional: ``pip install 'facecolor-video[ray]'``. Ray is imported only when
+Each job is ``segments.run_segment``; this module only decides where it runs
+and hands each record back as it lands.
+
+Ray is optional: ``pip install 'facecolor-video[ray]'``. Ray is imported only when
 used. Each task colorizes one segment (``segments.run_segment``) into a
 temporary folder on its node and returns the encoded bytes with the record;
 the driver writes them into the work folder (atomically, file before record),
@@ -13,12 +16,91 @@ the next task with the same settings.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import FacecolorError
+from .segments import SegmentJob, commit_segment, run_segment
+
+
+def run_jobs(
+    jobs: list[SegmentJob],
+    colorizer_settings: dict,
+    workers: int = 1,
+    ray_address: str | None = None,
+    colorizer=None,
+    on_done: Callable[[SegmentJob, dict], None] | None = None,
+) -> None:
+    """Run segment jobs in this process, in ``workers`` spawned processes, or on Ray; on_done after each."""
+    on_done = on_done or (lambda job, record: None)
+    if not jobs:
+        return
+    if ray_address:
+        run_jobs_ray(jobs, colorizer_settings, ray_address, on_done)
+    elif workers <= 1:
+        if colorizer is None:
+            from ..model.colorizer import Colorizer
+
+            colorizer = Colorizer(**colorizer_settings)
+        for job in jobs:
+            on_done(job, run_segment(job, colorizer))
+    else:
+        _run_jobs_processes(jobs, colorizer_settings, workers, on_done)
+
+
+_WORKER_COLORIZER = None
+
+
+def _init_worker(colorizer_settings: dict, threads: int) -> None:
+    import signal
+
+    import torch
+
+    from ..model.colorizer import Colorizer
+
+    # Ctrl-C goes to the whole process group: the parent decides, workers just stop when told.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    global _WORKER_COLORIZER
+    _WORKER_COLORIZER = Colorizer(**colorizer_settings)
+
+
+def _worker_run(job: SegmentJob) -> dict:
+    return run_segment(job, _WORKER_COLORIZER)
+
+
+def _run_jobs_processes(jobs, colorizer_settings, workers, on_done) -> None:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    workers = min(workers, len(jobs))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(colorizer_settings, threads))
+    try:
+        pending = {executor.submit(_worker_run, job): job for job in jobs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = pending.pop(future)
+                on_done(job, future.result())
+    except BaseException:
+        # an error, Ctrl-C or SIGTERM: stop the workers we started; finished segments stay recorded
+        processes = list((executor._processes or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=5)
+        raise
+    executor.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------- Ray
 
 _COLORIZERS: dict[str, object] = {}
 
@@ -48,7 +130,6 @@ def connect(address: str = "local", **init_options):
 def _colorize_segment_task(job, colorizer_settings: dict) -> tuple[dict, bytes]:
     # Runs on a Ray worker: one colorizer per worker process and settings, reused.
     from ..model.colorizer import Colorizer
-    from .segments import run_segment
 
     key = json.dumps(colorizer_settings, sort_keys=True, default=str)
     if key not in _COLORIZERS:
@@ -64,8 +145,6 @@ def _colorize_segment_task(job, colorizer_settings: dict) -> tuple[dict, bytes]:
 
 def run_jobs_ray(jobs: list, colorizer_settings: dict, address: str, on_done: Callable) -> None:
     """Run segment jobs as Ray tasks; on_done(job, record) on the driver as each one lands."""
-    from .segments import commit_segment
-
     ray = connect(address)
     gpus = ray.cluster_resources().get("GPU", 0)
     task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=2)(_colorize_segment_task)

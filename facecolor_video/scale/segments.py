@@ -20,8 +20,14 @@ kernels are deterministic). Finished segments are joined without re-encoding,
 the source's audio and subtitles are copied in, and the result is renamed onto
 the output; then the work folder is removed.
 
-Where segments run: in this process (``workers=1``), in N spawned processes on
-this machine, or as Ray tasks (``distributed.py``).
+Segment files are always MP4, whatever the output: MP4 stores every packet's
+dts and keyframe flag, which the join needs (a Matroska demuxer returns no
+dts for the first packets of a B-frame stream). The output's own muxer then
+writes its index (Cues in Matroska) at the join.
+
+This module is the segment work itself; ``executors`` runs jobs in this
+process, in worker processes or on Ray, ``join`` puts the files together and
+``films`` drives whole films through the three.
 """
 
 from __future__ import annotations
@@ -33,27 +39,22 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
-from ..errors import DecodeError, EncodeError, FacecolorError
-from ..film.pipeline import (
-    ColorizeOptions,
-    ColorizeReport,
-    FrameColorizer,
-    batched,
-    colorize_file,
-)
+from ..errors import DecodeError
+from ..film.pipeline import ColorizeOptions, FrameColorizer, LostFrameFiller, batched
 from ..film.temporal import SceneCutDetector
-from ..media.outputs import VIDEO_CONTAINERS, check_output_path
-from ..media.video import VideoReader, VideoWriter, _PacketCopier, _temporary_path
+from ..media.video import VideoFrame, VideoReader, VideoWriter, _temporary_path
 
 DEFAULT_SEGMENT_SECONDS = 20.0
-PLAN_VERSION = 1
+# 2: segment files are MP4 whatever the output (a folder of version 1 is started afresh)
+PLAN_VERSION = 2
+SEGMENT_SUFFIX = ".mp4"
 # Extra lead-in for the EMA smoother: its memory decays by 0.75 a frame, 0.75**40 ~ 1e-5.
 EMA_LEAD_IN = 40
 # Settings of the Colorizer that workers rebuild it from (all keyword arguments).
@@ -187,7 +188,6 @@ class SegmentJob:
 
     source: str
     work_dir: str
-    suffix: str
     segment: Segment
     options: ColorizeOptions
     film: int = 0  # which film of a batch the segment belongs to
@@ -197,8 +197,8 @@ class SegmentJob:
         return f"seg_{self.segment.index:05d}"
 
 
-def segment_path(work_dir: str | Path, index: int, suffix: str) -> Path:
-    return Path(work_dir) / f"seg_{index:05d}{suffix}"
+def segment_path(work_dir: str | Path, index: int) -> Path:
+    return Path(work_dir) / f"seg_{index:05d}{SEGMENT_SUFFIX}"
 
 
 def record_path(work_dir: str | Path, index: int) -> Path:
@@ -209,31 +209,30 @@ def run_segment(job: SegmentJob, colorizer, work_dir: str | Path | None = None) 
     """Colorize one segment into ``work_dir`` (default: the job's) and record it; returns the record.
 
     The frames from decode_from to decode_to go through a fresh FrameColorizer;
-    those from start to stop are encoded, with their pts, to seg_NNNNN<suffix>.
+    those whose pts lies in [start_pts, stop_pts) are encoded, with their pts,
+    to seg_NNNNN.mp4. A frame lost to a damaged packet is filled as in
+    ``colorize_file`` (``LostFrameFiller``: the previous frame repeated at its pts).
     """
     segment, options = job.segment, job.options
     work_dir = Path(work_dir or job.work_dir)
     started = time.perf_counter()
-    output = segment_path(work_dir, segment.index, job.suffix)
+    output = segment_path(work_dir, segment.index)
     with VideoReader(job.source) as reader:
         stream = FrameColorizer(colorizer, options.smooth, options.smooth_radius)
         frames = reader.frames(start_pts=segment.decode_from_pts) if segment.decode_from else reader.frames()
-        written: list[int] = []
         with VideoWriter(output, reader, codec=options.codec, crf=options.crf, preset=options.preset,
                          copy_audio=False, copy_subtitles=False) as writer:
-
-            def write(done):
-                for frame in done:
-                    if segment.start <= frame.index < segment.stop:
-                        writer.write(frame)
-                        written.append(frame.pts)
-
+            kept = _SegmentFrames(writer, segment)
+            filler = LostFrameFiller(kept, reader.decode_error_pts)
             for batch in batched(_numbered(frames, segment.decode_from, segment.decode_to), options.batch_size):
-                write(stream.process(batch))
-            write(stream.finish())
+                filler.write(stream.process(batch))
+            filler.write(stream.finish())
+            if segment.stop_pts is None:  # the last segment read the film to its end
+                filler.finish()
+            written = kept.pts
             if not written:
                 raise DecodeError(f"{job.source}: segment {segment.index} decoded no frames")
-        decode_errors = reader.decode_errors
+        lost = [pts for pts in reader.decode_error_pts if pts is not None and kept.holds(pts)]
     if len(written) != segment.frames or written[0] != segment.start_pts:
         output.unlink(missing_ok=True)
         raise DecodeError(
@@ -242,12 +241,30 @@ def run_segment(job: SegmentJob, colorizer, work_dir: str | Path | None = None) 
         )
     record = {
         "index": segment.index, "file": output.name, "frames": len(written),
-        "first_pts": written[0], "last_pts": written[-1], "decode_errors": decode_errors,
+        "first_pts": written[0], "last_pts": written[-1], "decode_errors": len(lost), "filled": len(lost),
         "frames_decoded": segment.decode_to - segment.decode_from,
         "seconds": round(time.perf_counter() - started, 3),
     }
     _write_json_atomic(record_path(work_dir, segment.index), record)
     return record
+
+
+class _SegmentFrames:
+    """Writes only the frames that belong to the segment (by pts): the lead-in and the tail are overlap."""
+
+    def __init__(self, writer: VideoWriter, segment: Segment):
+        self.writer = writer
+        self.segment = segment
+        self.pts: list[int] = []
+
+    def holds(self, pts: int) -> bool:
+        stop = self.segment.stop_pts
+        return pts >= self.segment.start_pts and (stop is None or pts < stop)
+
+    def write(self, frame: VideoFrame) -> None:
+        if frame.pts is not None and self.holds(frame.pts):
+            self.writer.write(frame)
+            self.pts.append(frame.pts)
 
 
 def _numbered(frames: Iterable, first: int, stop: int) -> Iterator:
@@ -331,344 +348,3 @@ def prepare_work_folder(folder: Path, key: str, resume: bool) -> set[int]:
             done.add(int(record["index"]))
     return done
 
-
-# ---------------------------------------------------------------- join
-
-
-def join_segments(
-    source: str | Path, files: list[Path], destination: str | Path, audio: bool = True, rotation: int = 0,
-) -> list[str]:
-    """Remux the segment files, in order, into destination with the source's audio/subtitles copied.
-
-    No video re-encoding. Written to a temporary name and renamed. Returns notices.
-    """
-    destination = Path(destination)
-    temporary = _temporary_path(destination)
-    notices: list[str] = []
-    output = copier = None
-    try:
-        output = av.open(str(temporary), "w", format=VIDEO_CONTAINERS[destination.suffix.lower()])
-        with av.open(str(files[0])) as first:
-            template = first.streams.video[0]
-            video = output.add_stream_from_template(template)
-            video.time_base = template.time_base
-        if rotation:
-            video.set_display_rotation(rotation)
-        if audio:
-            copier = _PacketCopier(Path(source), output, True, True, notices)
-        last_dts: Fraction | None = None
-        for file in files:
-            with av.open(str(file)) as segment:
-                for packet in segment.demux(segment.streams.video[0]):
-                    if packet.size == 0 or packet.dts is None:
-                        continue
-                    last_dts = _monotonic_dts(packet, last_dts, file)
-                    if copier is not None:
-                        copier.copy_until(packet.dts * packet.time_base)
-                    packet.stream = video
-                    output.mux(packet)
-        if copier is not None:
-            copier.finish()
-        output.close()
-    except (av.FFmpegError, OSError) as error:
-        for closable in (copier, output):
-            if closable is not None:
-                try:
-                    closable.close()
-                except (av.FFmpegError, OSError):
-                    pass
-        temporary.unlink(missing_ok=True)
-        raise EncodeError(f"{destination}: joining the segments failed ({error})") from None
-    except BaseException:
-        for closable in (copier, output):
-            if closable is not None:
-                try:
-                    closable.close()
-                except (av.FFmpegError, OSError):
-                    pass
-        temporary.unlink(missing_ok=True)
-        raise
-    os.replace(temporary, destination)
-    return notices
-
-
-def _monotonic_dts(packet, last_dts: Fraction | None, file: Path) -> Fraction:
-    # Each segment's encoder starts its dts a reorder delay before its first pts;
-    # where that falls on or before the previous segment's last dts, move it up.
-    dts = packet.dts * packet.time_base
-    if last_dts is not None and dts <= last_dts:
-        fixed = math.floor(last_dts / packet.time_base) + 1
-        if packet.pts is not None and fixed > packet.pts:
-            raise EncodeError(f"{file}: its timestamps overlap the previous segment's")
-        packet.dts = fixed
-        dts = fixed * packet.time_base
-    return dts
-
-
-# ---------------------------------------------------------------- running segments
-
-
-def colorizer_settings_of(settings: dict) -> dict:
-    """The Colorizer keyword arguments in settings, with the defaults filled in (so equal settings hash equal)."""
-    import inspect
-
-    from ..model.colorizer import Colorizer
-
-    defaults = {name: parameter.default for name, parameter in inspect.signature(Colorizer).parameters.items()
-                if name in COLORIZER_KEYS}
-    return {**defaults, **{k: v for k, v in settings.items() if k in COLORIZER_KEYS}}
-
-
-def run_jobs(
-    jobs: list[SegmentJob],
-    colorizer_settings: dict,
-    workers: int = 1,
-    ray_address: str | None = None,
-    colorizer=None,
-    on_done: Callable[[SegmentJob, dict], None] | None = None,
-) -> None:
-    """Run segment jobs in this process, in ``workers`` spawned processes, or on Ray; on_done after each."""
-    on_done = on_done or (lambda job, record: None)
-    if not jobs:
-        return
-    if ray_address:
-        from .executors import run_jobs_ray
-
-        run_jobs_ray(jobs, colorizer_settings, ray_address, on_done)
-    elif workers <= 1:
-        if colorizer is None:
-            from ..model.colorizer import Colorizer
-
-            colorizer = Colorizer(**colorizer_settings)
-        for job in jobs:
-            on_done(job, run_segment(job, colorizer))
-    else:
-        _run_jobs_processes(jobs, colorizer_settings, workers, on_done)
-
-
-_WORKER_COLORIZER = None
-
-
-def _init_worker(colorizer_settings: dict, threads: int) -> None:
-    import signal
-
-    import torch
-
-    from ..model.colorizer import Colorizer
-
-    # Ctrl-C goes to the whole process group: the parent decides, workers just stop when told.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    global _WORKER_COLORIZER
-    _WORKER_COLORIZER = Colorizer(**colorizer_settings)
-
-
-def _worker_run(job: SegmentJob) -> dict:
-    return run_segment(job, _WORKER_COLORIZER)
-
-
-def _run_jobs_processes(jobs, colorizer_settings, workers, on_done) -> None:
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    workers = min(workers, len(jobs))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(colorizer_settings, threads))
-    try:
-        pending = {executor.submit(_worker_run, job): job for job in jobs}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = pending.pop(future)
-                on_done(job, future.result())
-    except BaseException:
-        # an error, Ctrl-C or SIGTERM: stop the workers we started; finished segments stay recorded
-        processes = list((executor._processes or {}).values())
-        executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(timeout=5)
-        raise
-    executor.shutdown(wait=True)
-
-
-# ---------------------------------------------------------------- films
-
-
-@dataclass
-class SegmentedReport(ColorizeReport):
-    segments: int = 0
-    segments_skipped: int = 0  # finished by an earlier, interrupted run
-    segments_run: int = 0
-    frames_decoded: int = 0  # including the overlap frames
-
-
-@dataclass
-class _Film:
-    source: Path
-    destination: Path
-    folder: Path
-    plan: SegmentPlan
-    report: SegmentedReport
-    audio: bool
-    rotation: int
-    remaining: set[int] = field(default_factory=set)
-    started: float = 0.0
-
-
-def _prepare_film(source, destination, colorizer_settings, options, segment_seconds, resume, film_number):
-    source, destination = Path(source), Path(destination)
-    check_output_path(source, destination, overwrite=options.overwrite)
-    global_every = colorizer_settings.get("global_every") or 1
-    with VideoReader(source) as reader:
-        is_image, rotation = reader.is_image, reader.rotation
-    if is_image:
-        return None
-    align = math.lcm(max(1, options.batch_size), max(1, global_every))
-    tail = options.smooth_radius if options.smooth == "window" else 0
-    plan = plan_segments(source, segment_seconds, lead_in_frames(options, global_every), tail, align)
-    folder = work_folder(destination)
-    key = work_key(source, colorizer_settings, options, segment_seconds)
-    done = prepare_work_folder(folder, key, resume)
-    _write_json_atomic(folder / "plan.json", {
-        "key": key, "source": str(source), "destination": str(destination),
-        "segments": [asdict(s) for s in plan.segments], "time_base": str(plan.time_base),
-    })
-    done &= {s.index for s in plan.segments}
-    report = SegmentedReport(source, destination, segments=len(plan.segments), segments_skipped=len(done))
-    report.frames_read = sum(plan.segments[i].frames for i in done)
-    film = _Film(source, destination, folder, plan, report, options.audio, rotation,
-                 remaining={s.index for s in plan.segments} - done, started=time.perf_counter())
-    jobs = [SegmentJob(str(source), str(folder), destination.suffix.lower(), s, options, film_number)
-            for s in plan.segments if s.index in film.remaining]
-    return film, jobs
-
-
-def _finish_film(film: _Film) -> SegmentedReport:
-    suffix = film.destination.suffix.lower()
-    files = [segment_path(film.folder, s.index, suffix) for s in film.plan.segments]
-    records = [json.loads(record_path(film.folder, s.index).read_text()) for s in film.plan.segments]
-    film.report.frames_written = sum(r["frames"] for r in records)
-    film.report.decode_errors = 0  # the overlap is decoded twice: count per segment instead
-    film.report.notices += join_segments(film.source, files, film.destination, film.audio, film.rotation)
-    shutil.rmtree(film.folder, ignore_errors=True)
-    film.report.seconds = time.perf_counter() - film.started
-    return film.report
-
-
-def colorize_films(
-    films: list[tuple[Path, Path]],
-    colorizer_settings: dict,
-    options: ColorizeOptions | None = None,
-    segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
-    workers: int = 1,
-    resume: bool = False,
-    ray_address: str | None = None,
-    colorizer=None,
-    progress: Callable[[int], None] | None = None,
-    on_segment: Callable[[SegmentJob, dict], None] | None = None,
-    on_film: Callable[[SegmentedReport], None] | None = None,
-    on_error: Callable[[Path, Exception], None] | None = None,
-) -> list[SegmentedReport]:
-    """Colorize several films segment by segment, all their segments sharing one pool of workers.
-
-    Each film is joined as soon as its last segment is done. Image inputs are
-    colorized directly. progress gets the frames of each finished segment;
-    on_segment the job and its record; on_film each film's report. on_error:
-    a film that cannot start (bad input, output exists) is passed to it and
-    skipped, instead of stopping everything.
-    """
-    options = options or ColorizeOptions()
-    colorizer_settings = colorizer_settings_of(colorizer_settings)
-    prepared: dict[int, _Film] = {}
-    jobs: list[SegmentJob] = []
-    reports: list[SegmentedReport] = []
-    for number, (source, destination) in enumerate(films):
-        try:
-            made = _prepare_film(source, destination, colorizer_settings, options, segment_seconds, resume, number)
-        except FacecolorError as error:
-            if on_error is None:
-                raise
-            on_error(Path(source), error)
-            continue
-        if made is None:  # an image: one frame, nothing to segment
-            if colorizer is None:
-                from ..model.colorizer import Colorizer
-
-                colorizer = Colorizer(**colorizer_settings)
-            report = colorize_file(source, destination, colorizer, options, progress=progress)
-            reports.append(report)
-            if on_film is not None:
-                on_film(report)
-            continue
-        film, film_jobs = made
-        prepared[number] = film
-        jobs += film_jobs
-        if progress is not None and film.report.frames_read:
-            progress(film.report.frames_read)
-
-    def finished(job: SegmentJob, record: dict) -> None:
-        film = prepared[job.film]
-        film.remaining.discard(job.segment.index)
-        film.report.segments_run += 1
-        film.report.frames_read += record["frames"]
-        film.report.frames_decoded += record["frames_decoded"]
-        if record.get("decode_errors"):
-            film.report.notices.append(f"{film.source}: segment {record['index']}: {record['decode_errors']} "
-                                       "damaged packet(s) could not be decoded")
-        if progress is not None:
-            progress(record["frames"])
-        if on_segment is not None:
-            on_segment(job, record)
-        if not film.remaining:
-            done_report = _finish_film(film)
-            if on_film is not None:
-                on_film(done_report)
-
-    for film in prepared.values():
-        if not film.remaining:  # every segment was done before: join only
-            report = _finish_film(film)
-            if on_film is not None:
-                on_film(report)
-    run_jobs(jobs, colorizer_settings, workers, ray_address, colorizer, finished)
-    reports += [film.report for film in prepared.values()]
-    return reports
-
-
-def colorize_segmented(
-    source: str | Path,
-    destination: str | Path,
-    colorizer_settings: dict | None = None,
-    options: ColorizeOptions | None = None,
-    segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
-    workers: int = 1,
-    resume: bool = False,
-    ray_address: str | None = None,
-    colorizer=None,
-    progress: Callable[[int], None] | None = None,
-    on_segment: Callable[[SegmentJob, dict], None] | None = None,
-) -> ColorizeReport:
-    """Colorize one film segment by segment (resumable, parallel); same frames and pts as colorize_file.
-
-    colorizer_settings: keyword arguments of Colorizer (workers build their own);
-    colorizer: an already built one, used when the segments run in this process.
-    resume: keep the segments a previous run of the same input and settings finished.
-    """
-    return colorize_films([(Path(source), Path(destination))], colorizer_settings or {}, options, segment_seconds,
-                          workers, resume, ray_address, colorizer, progress, on_segment)[0]
-
-
-def segment_files_left(destination: str | Path) -> int:
-    """How many finished segments an interrupted run left for --resume (0 when none)."""
-    folder = work_folder(destination)
-    return len(list(folder.glob("seg_*.json"))) if folder.is_dir() else 0
-
-
-__all__ = [
-    "DEFAULT_SEGMENT_SECONDS", "Segment", "SegmentJob", "SegmentPlan", "SegmentedReport", "colorize_films",
-    "colorize_segmented", "join_segments", "lead_in_frames", "plan_segments", "run_segment", "scan_packets",
-    "work_folder", "work_key",
-]
