@@ -9,8 +9,8 @@ import click
 
 from ..errors import FacecolorError, OutputError
 from ..film.pipeline import ColorizeOptions, colorize_file
-from ..media.outputs import check_output_path
-from ..media.video import VideoReader
+from ..media.outputs import VIDEO_CONTAINERS, check_output_path, output_kind
+from ..media.video import VideoReader, plan_for
 
 
 def plan_outputs(paths: tuple[Path, ...], output_dir: Path | None, output_format: str | None) -> list[tuple[Path, Path]]:
@@ -52,7 +52,10 @@ def colorize_many(jobs: list[tuple[Path, Path]], make_colorizer: Callable, optio
         try:
             # check the paths and open the input before the (slow) model load
             check_output_path(source, destination, overwrite=options.overwrite)
-            VideoReader(source).close()
+            with VideoReader(source) as reader:  # and audio that fits the output in no way
+                if not reader.is_image and output_kind(destination) == "video":
+                    plan_for(reader, VIDEO_CONTAINERS[destination.suffix.lower()], destination, options.audio,
+                             options.audio)
             if colorizer is None:
                 colorizer = make_colorizer()
             report = colorize_file(source, destination, colorizer, options,
@@ -86,8 +89,6 @@ def archive_jobs(dir_or_list: Path, output_dir: Path, output_format: str | None 
     are taken from the list's folder). Outputs keep the input's extension when it
     is one we write (mp4, m4v, mov, mkv), else get .mp4, or output_format.
     """
-    from ..media.outputs import VIDEO_CONTAINERS
-
     dir_or_list = Path(dir_or_list)
     if dir_or_list.is_dir():
         sources = sorted(p for p in dir_or_list.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_INPUT_EXTENSIONS)

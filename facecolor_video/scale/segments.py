@@ -233,7 +233,10 @@ def run_segment(job: SegmentJob, colorizer, work_dir: str | Path | None = None) 
             if not written:
                 raise DecodeError(f"{job.source}: segment {segment.index} decoded no frames")
         lost = [pts for pts in reader.decode_error_pts if pts is not None and kept.holds(pts)]
-    if len(written) != segment.frames or written[0] != segment.start_pts:
+    # fewer frames than packets is what a damaged end gives the single pass too: frames the decoder never
+    # reported lost cannot be placed
+    short = len(written) < segment.frames and reader.decode_errors
+    if (len(written) != segment.frames and not short) or written[0] != segment.start_pts:
         output.unlink(missing_ok=True)
         raise DecodeError(
             f"{job.source}: segment {segment.index} gave {len(written)} frames from pts {written[0]}, "

@@ -1,0 +1,102 @@
+"""Small clips of the kinds archives hold, written with PyAV: DV, DVD MPEG-2, MJPEG, ProRes, FFV1, broadcast H.264.
+
+Each kind is a recipe: container, video codec and options, audio codecs. The
+frames are the moving pattern of tests/media.py, made gray; the audio is a
+sine tone per stream, in the encoder's own sample format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from tests.media import pattern_frame
+
+AUDIO_RATE = 48000
+NTSC = Fraction(30000, 1001)
+
+
+@dataclass(frozen=True)
+class Kind:
+    extension: str
+    video_codec: str
+    pix_fmt: str
+    size: tuple[int, int] = (64, 48)
+    frame_rate: Fraction = Fraction(25)
+    video_options: dict = field(default_factory=dict)
+    audio_codecs: tuple[str, ...] = ()
+    container_format: str | None = None
+    frames: int = 10
+
+
+KINDS = {
+    "dv-pcm": Kind(".avi", "dvvideo", "yuv411p", (720, 480), NTSC, audio_codecs=("pcm_s16le",), frames=6),
+    "mpeg2-interlaced-mp2-ac3": Kind(".vob", "mpeg2video", "yuv420p", (64, 48), NTSC,
+                                     {"flags": "+ilme+ildct", "top": "1", "b": "2M"}, ("mp2", "ac3"), "vob"),
+    "mjpeg-pcm": Kind(".avi", "mjpeg", "yuvj422p", audio_codecs=("pcm_s16le",)),
+    "prores-pcm24": Kind(".mov", "prores_ks", "yuv422p10le", audio_codecs=("pcm_s24le",)),
+    "ffv1-flac": Kind(".mkv", "ffv1", "yuv420p", audio_codecs=("flac",)),
+    "h264-open-gop-b-pyramid": Kind(".ts", "libx264", "yuv420p", video_options={
+        "x264-params": "open-gop=1:b-pyramid=normal:bframes=3:keyint=6:min-keyint=6:scenecut=0"},
+        audio_codecs=("mp2",), frames=14),
+}
+
+
+def make_kind(folder, name: str) -> Path:
+    """Write the clip of one kind into folder and return its path."""
+    kind = KINDS[name]
+    path = Path(folder) / f"{name}{kind.extension}"
+    width, height = kind.size
+    with av.open(str(path), "w", format=kind.container_format) as container:
+        video = container.add_stream(kind.video_codec, rate=kind.frame_rate, options=dict(kind.video_options))
+        video.width, video.height, video.pix_fmt = width, height, kind.pix_fmt
+        audio = []
+        for codec in kind.audio_codecs:
+            stream = container.add_stream(codec, rate=AUDIO_RATE)
+            stream.layout = "stereo"
+            audio.append(stream)
+        for index in range(kind.frames):
+            rgb = pattern_frame(index, width, height, gray=True)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=kind.pix_fmt)
+            frame.pts, frame.time_base = index, 1 / kind.frame_rate
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        seconds = kind.frames / kind.frame_rate
+        for number, stream in enumerate(audio):
+            _encode_tone(container, stream, 440.0 * (number + 1), seconds)
+    return path
+
+
+def _encode_tone(container, stream, tone_hz: float, seconds: Fraction) -> None:
+    sample_format = stream.codec_context.codec.audio_formats[0].name
+    chunk = stream.codec_context.frame_size or 1152
+    total = int(seconds * AUDIO_RATE)
+    for offset in range(0, total, chunk):
+        time = np.arange(offset, offset + chunk) / AUDIO_RATE
+        wave = 0.3 * np.sin(2 * np.pi * tone_hz * time)
+        frame = av.AudioFrame.from_ndarray(_samples(wave, sample_format), format=sample_format, layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, offset, Fraction(1, AUDIO_RATE)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def _samples(wave: np.ndarray, sample_format: str) -> np.ndarray:
+    planar = sample_format.endswith("p")
+    base = sample_format.rstrip("p")
+    if base == "s16":
+        values = (wave * 32767).astype(np.int16)
+    elif base == "s32":
+        # low byte zero: a 24-bit source, as PCM 24 and FLAC hold it
+        values = ((wave * 2**31).astype(np.int64) & ~0xFF).astype(np.int32)
+    else:
+        values = wave.astype(np.float32 if base == "flt" else np.float64)
+    stereo = np.stack([values, values])
+    return stereo if planar else stereo.T.reshape(1, -1)

@@ -1,0 +1,236 @@
+"""Archival sources into every output container: the output is decided before the first frame and never fails at the end.
+
+For each kind of source (tests/archival_media.py) and each container: exit 0,
+every frame with its time, each audio stream copied byte for byte or
+converted (losslessly where the source is lossless: same decoded samples),
+seekable, and FFmpeg decodes it without an error line (where the ffmpeg
+command is installed). Segmented runs join into Matroska and decode frame for
+frame. The model is loaded once, as in test_reliability.py.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from facecolor_video import cli
+from facecolor_video.cli import execute
+from facecolor_video.film.pipeline import ColorizeOptions, colorize_file
+from facecolor_video.media import streams
+from facecolor_video.media.outputs import VIDEO_CONTAINERS
+from facecolor_video.media.video import VideoReader, plan_for
+from facecolor_video.scale.films import colorize_segmented
+from facecolor_video.scale.join import join_segments
+from facecolor_video.scale.segments import SegmentJob, lead_in_frames, plan_segments, run_segment, segment_path
+from tests.archival_media import KINDS, make_kind
+from tests.media import make_video
+
+_COLORIZER = []
+SETTINGS = {"render_size": 32, "global_every": 8, "device": "cpu"}
+
+
+def _shared_colorizer(**_settings):
+    if not _COLORIZER:
+        from facecolor_video.model.colorizer import Colorizer
+
+        _COLORIZER.append(Colorizer(**SETTINGS))
+    return _COLORIZER[0]
+
+
+@pytest.fixture(autouse=True)
+def one_model(monkeypatch):
+    monkeypatch.setattr(cli, "_make_colorizer", _shared_colorizer)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("archival")
+    return {name: make_kind(folder, name) for name in KINDS}
+
+
+# Read back with PyAV and FFmpeg directly, not through the code under test.
+
+
+def frame_times(path) -> list[Fraction]:
+    with av.open(str(path)) as container:
+        return [frame.pts * frame.time_base for frame in container.decode(video=0)]
+
+
+def payload(path, index: int) -> bytes:
+    """Every payload byte of one stream, in order (packet cuts differ between containers for PCM)."""
+    with av.open(str(path)) as container:
+        return b"".join(bytes(p) for p in container.demux(container.streams[index]) if p.size)
+
+
+def samples(path, audio_number: int) -> np.ndarray:
+    """Decoded samples of the audio stream, channels x samples, as 32-bit integers (16-bit ones shifted up)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[audio_number]
+        blocks = []
+        for frame in container.decode(stream):
+            array = frame.to_ndarray()
+            if not frame.format.is_planar:
+                array = array.reshape(-1, frame.layout.nb_channels).T
+            blocks.append(array.astype(np.int64) << (16 if array.dtype == np.int16 else 0))
+        return np.concatenate(blocks, axis=1)
+
+
+def ffmpeg_errors(path) -> str:
+    result = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"],
+                            capture_output=True, text=True, timeout=60)
+    return result.stderr.strip()
+
+
+def assert_seekable(path) -> None:
+    """Seek to the middle frame: decoding from the keyframe before it reaches it exactly."""
+    times = frame_times(path)
+    target = times[len(times) // 2]
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        after = [frame.pts * frame.time_base for frame in container.decode(stream)]
+    assert after and after[0] <= target and target in after and after[-1] == times[-1]
+
+
+def assert_close_times(output: list[Fraction], source: list[Fraction]) -> None:
+    # Matroska keeps milliseconds
+    assert len(output) == len(source)
+    assert max(abs(a - b) for a, b in zip(output, source)) <= Fraction(1, 1000)
+
+
+def colorize(source: Path, output: Path, capsys, extra=()) -> list[str]:
+    code = execute(["colorize", str(source), str(output), "--quiet", "--preset", "ultrafast", *extra])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    return [line for line in err.splitlines() if line.startswith("note:")]
+
+
+@pytest.mark.parametrize("extension", [".mp4", ".mkv", ".mov"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_archival_source_into_each_container(sources, tmp_path, capsys, kind, extension):
+    source = sources[kind]
+    output = tmp_path / f"out{extension}"
+    with VideoReader(source) as reader:
+        plan = plan_for(reader, VIDEO_CONTAINERS[extension], output)
+    notes = colorize(source, output, capsys)
+    # one note line, only when some stream is converted
+    assert len(notes) == (0 if all(c.action == "copy" for c in plan.choices) else 1), notes
+    assert_close_times(frame_times(output), frame_times(source))
+    with av.open(str(output)) as container:
+        assert len(container.streams.audio) == len(KINDS[kind].audio_codecs)  # no audio lost
+    for number, choice in enumerate(plan.choices):
+        if choice.action == "copy":
+            assert payload(output, number + 1) == payload(source, choice.index)
+        elif choice.bit_rate is None:  # lossless conversion: the very same samples
+            assert np.array_equal(samples(output, number), samples(source, number))
+        else:
+            assert abs(samples(output, number).shape[1] - samples(source, number).shape[1]) < 4096
+    # what an archivist expects: PCM never copied into MP4, lossless stays lossless
+    for choice in plan.choices:
+        if choice.codec.startswith("pcm_") and extension == ".mp4":
+            assert choice.action == "convert" and choice.target == "alac"
+        if choice.codec in ("pcm_s16le", "pcm_s24le", "flac"):
+            assert choice.bit_rate is None
+    assert_seekable(output)
+    if shutil.which("ffmpeg"):
+        assert ffmpeg_errors(output) == ""
+
+
+def test_audio_that_fits_nowhere_is_refused_before_any_frame(tmp_path, capsys, monkeypatch):
+    """No lossless target and no lossy encoder: one line naming a container that takes it, nothing colorized."""
+    source = make_video(tmp_path / "opus.mkv", audio_codec="libopus")
+    monkeypatch.setattr(streams, "LOSSY_TARGET", "no-such-encoder")
+    monkeypatch.setattr(cli, "_make_colorizer", lambda **_: pytest.fail("the model was loaded"))
+    output = tmp_path / "out.mov"
+    code = execute(["colorize", str(source), str(output), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "out.mov" in err and "opus" in err and "use .mkv" in err
+    assert not output.exists() and not list(tmp_path.glob(".*"))
+
+
+# Segmented output
+
+
+@pytest.fixture(scope="module")
+def b_frame_clip(tmp_path_factory) -> Path:
+    # x264's medium preset: B-frames, so every dts differs from its pts
+    return make_video(tmp_path_factory.mktemp("bframes") / "film.mp4", n_frames=24, gray=True, audio_streams=1)
+
+
+@pytest.fixture(scope="module")
+def segment_files(b_frame_clip, tmp_path_factory) -> list[Path]:
+    """The clip's segments, colorized once (B-frames, medium preset), for every join below."""
+    folder = tmp_path_factory.mktemp("work")
+    options = ColorizeOptions(preset="medium", smooth="none")
+    plan = plan_segments(b_frame_clip, 0.3, lead_in_frames(options, SETTINGS["global_every"]), 1, 8)
+    assert len(plan.segments) >= 3
+    for segment in plan.segments:
+        run_segment(SegmentJob(str(b_frame_clip), str(folder), segment, options), _shared_colorizer())
+    return [segment_path(folder, segment.index) for segment in plan.segments]
+
+
+def keyframe_times(path) -> list[Fraction]:
+    with av.open(str(path)) as container:
+        return [p.pts * p.time_base for p in container.demux(video=0) if p.size and p.is_keyframe]
+
+
+def has_matroska_cues(path) -> bool:
+    # the Cues element itself, not just the SeekHead's pointer to it (which follows 53 AB 84)
+    data = Path(path).read_bytes()
+    cues = bytes.fromhex("1C53BB6B")
+    start = data.find(cues)
+    while start != -1:
+        if data[max(0, start - 3):start] != bytes.fromhex("53AB84"):
+            return True
+        start = data.find(cues, start + 1)
+    return False
+
+
+@pytest.mark.parametrize("extension", [".mkv", ".mp4", ".mov", ".m4v"])
+def test_segments_join_into_every_container(b_frame_clip, segment_files, tmp_path, extension):
+    output = tmp_path / f"joined{extension}"
+    assert join_segments(b_frame_clip, segment_files, output) == []
+    with av.open(str(output)) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+    assert len(packets) == 24  # no packet lost
+    assert_close_times(frame_times(output), frame_times(b_frame_clip))  # decodes frame for frame
+    assert len(keyframe_times(output)) >= len(segment_files)  # each segment starts on a keyframe
+    if extension == ".mkv":
+        assert has_matroska_cues(output)
+    assert_seekable(output)
+    assert payload(output, 1) == payload(b_frame_clip, 1)
+    if shutil.which("ffmpeg"):
+        assert ffmpeg_errors(output) == ""
+
+
+@pytest.mark.slow
+def test_workers_write_a_matroska_file_that_decodes(b_frame_clip, tmp_path, capsys):
+    """The command line's segmented path (--workers 2) into .mkv, end to end."""
+    output = tmp_path / "film.mkv"
+    colorize(b_frame_clip, output, capsys, ["--workers", "2", "--segment-seconds", "0.4", "--smooth", "none",
+                                            "--render-size", "32", "--global-every", "8", "--device", "cpu"])
+    assert_close_times(frame_times(output), frame_times(b_frame_clip))
+    assert has_matroska_cues(output)
+    assert_seekable(output)
+
+
+def test_segmented_run_fills_damaged_packets_as_the_single_pass_does(tmp_path):
+    source = make_video(tmp_path / "damaged.mkv", n_frames=20, codec="ffv1", audio_streams=1, corrupt_frames=(3, 13))
+    colorizer = _shared_colorizer()
+    options = ColorizeOptions(preset="ultrafast", smooth="none")
+    single = colorize_file(source, tmp_path / "single.mkv", colorizer, options)
+    segmented = colorize_segmented(source, tmp_path / "segmented.mkv", SETTINGS, options, 0.25, colorizer=colorizer)
+    assert segmented.segments >= 2
+    assert frame_times(tmp_path / "segmented.mkv") == frame_times(tmp_path / "single.mkv")
+    assert len(frame_times(tmp_path / "segmented.mkv")) >= 19  # a loss at the very end goes unreported
+    filled = [re.search(r"(\d+) lost frame\(s\) filled", " ".join(report.notices)) for report in (single, segmented)]
+    assert filled[0] and filled[1] and int(filled[0][1]) >= 2 and filled[0][1] == filled[1][1], (single.notices,
+                                                                                              segmented.notices)
