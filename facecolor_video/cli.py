@@ -92,11 +92,13 @@ def main():
 @click.option("-d", "--output-dir", type=click.Path(path_type=Path), help="colorize every PATH into this folder (same names)")
 @click.option("--format", "output_format", help="with --output-dir: output extension (png, jpg, mp4, ...) instead of the input's")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
+@click.option("--deinterlace", type=click.Choice(["frame", "field"]), is_flag=False, flag_value="frame",
+              help="progressive output through bwdif, at the frame rate (the default) or the field rate")
 @_film_options
 @_segment_options
 @_colorizer_options
-def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, smooth_radius, codec, crf, preset,
-             no_audio, quiet, resume, workers, segment_seconds, ray_address, **colorizer_settings):
+def colorize(paths, output_dir, output_format, overwrite, deinterlace, batch_size, smooth, smooth_radius, codec, crf,
+             preset, no_audio, quiet, resume, workers, segment_seconds, ray_address, **colorizer_settings):
     """Colorize IN into OUT, or many inputs into --output-dir.
 
     \b
@@ -108,7 +110,7 @@ def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, sm
 
     jobs = plan_outputs(paths, output_dir, output_format)
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
-                              crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite)
+                              crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite, deinterlace=deinterlace)
     if resume or workers > 1 or ray_address:
         from .scale.batch import colorize_many_segmented
 

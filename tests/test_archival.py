@@ -24,11 +24,18 @@ from facecolor_video import cli
 from facecolor_video.cli import execute
 from facecolor_video.film.pipeline import ColorizeOptions, colorize_file
 from facecolor_video.media import streams
+from facecolor_video.media.fields import INTERLACED, field_order
 from facecolor_video.media.outputs import VIDEO_CONTAINERS
 from facecolor_video.media.video import VideoReader, plan_for
 from facecolor_video.scale.films import colorize_segmented
 from facecolor_video.scale.join import join_segments
-from facecolor_video.scale.segments import SegmentJob, lead_in_frames, plan_segments, run_segment, segment_path
+from facecolor_video.scale.segments import (
+    SegmentJob,
+    lead_in_frames,
+    plan_segments,
+    run_segment,
+    segment_path,
+)
 from tests.archival_media import KINDS, make_kind
 from tests.media import make_video
 
@@ -119,7 +126,7 @@ def test_archival_source_into_each_container(sources, tmp_path, capsys, kind, ex
     output = tmp_path / f"out{extension}"
     with VideoReader(source) as reader:
         plan = plan_for(reader, VIDEO_CONTAINERS[extension], output)
-    notes = colorize(source, output, capsys)
+    notes = [note for note in colorize(source, output, capsys) if "copied" in note or "converted" in note]
     # one note line, only when some stream is converted
     assert len(notes) == (0 if all(c.action == "copy" for c in plan.choices) else 1), notes
     assert_close_times(frame_times(output), frame_times(source))
@@ -138,9 +145,40 @@ def test_archival_source_into_each_container(sources, tmp_path, capsys, kind, ex
             assert choice.action == "convert" and choice.target == "alac"
         if choice.codec in ("pcm_s16le", "pcm_s24le", "flac"):
             assert choice.bit_rate is None
+    # interlaced stays interlaced, in the same field order (DV states it per frame only: bottom first)
+    order = field_order(source)
+    assert stated_field_order(output) == (order if order in INTERLACED else "progressive")
+    if order in INTERLACED:
+        with av.open(str(source)) as container:
+            assert next(container.decode(video=0)).interlaced_frame
+        assert order == ("bb" if kind.startswith("dv") else stated_field_order(source))
     assert_seekable(output)
     if shutil.which("ffmpeg"):
         assert ffmpeg_errors(output) == ""
+
+
+def stated_field_order(path) -> str:
+    """'interlaced tt/bb/...' or 'progressive' as the decoder reads it (unknown counts as progressive)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        next(container.decode(stream))
+        return {2: "tt", 3: "bb", 4: "tb", 5: "bt"}.get(stream.codec_context.field_order, "progressive")
+
+
+@pytest.mark.parametrize("mode, per_frame", [(None, 1), ("frame", 1), ("field", 2)])
+def test_interlaced_source_in_each_mode(sources, tmp_path, capsys, mode, per_frame):
+    """Kept interlaced (same field order), or bwdif at the frame rate (every pts kept) or the field rate."""
+    source = sources["mpeg2-interlaced-mp2-ac3"]
+    assert stated_field_order(source) in ("tt", "bb")
+    output = tmp_path / "out.mkv"
+    notes = colorize(source, output, capsys, ["--deinterlace", mode] if mode else [])
+    assert any("field order" in note for note in notes)
+    assert stated_field_order(output) == (stated_field_order(source) if mode is None else "progressive")
+    times, source_times = frame_times(output), frame_times(source)
+    assert len(times) == per_frame * len(source_times)
+    assert_close_times(times[::per_frame], source_times)
+    if mode == "field":  # the second field halfway to the next frame
+        assert abs(times[1] - (source_times[0] + source_times[1]) / 2) <= Fraction(1, 1000)
 
 
 def test_audio_that_fits_nowhere_is_refused_before_any_frame(tmp_path, capsys, monkeypatch):

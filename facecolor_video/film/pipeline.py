@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import usable_cores
+from ..media.fields import plan_fields
 from ..media.outputs import check_output_path
 from ..media.prefetch import BackgroundWriter, Prefetcher
 from ..media.video import VideoFrame, VideoReader, VideoWriter
@@ -44,6 +45,8 @@ class ColorizeOptions:
     threads: int = default("threads")
     # stop after this many frames (bench); audio is not cut to match, so use it with audio=False
     max_frames: int | None = None
+    # None: an interlaced source stays interlaced; 'frame' or 'field': bwdif at that rate (media/fields.py)
+    deinterlace: str | None = None
 
 
 @dataclass
@@ -205,9 +208,11 @@ def colorize_file(
         if on_start is not None:
             on_start(reader)
         stream = FrameColorizer(colorizer, options.smooth if not reader.is_image else "none", options.smooth_radius)
+        fields = plan_fields(reader, options.deinterlace, options.codec)
+        fields.attach(reader)
         with VideoWriter(
             destination, reader, codec=options.codec, crf=options.crf, preset=options.preset,
-            copy_audio=options.audio, copy_subtitles=options.audio,
+            copy_audio=options.audio, copy_subtitles=options.audio, **fields.writer_settings,
         ) as writer:
             watch = _DecodeWatch(reader)
             frames = watch.frames()
@@ -219,7 +224,7 @@ def colorize_file(
             if options.max_frames is None:
                 filler.finish()
             report.frames_written = writer.frames_written
-            report.notices += writer.notices
+            report.notices += writer.notices + ([f"{source}: {fields.notice}"] if fields.notice else [])
         report.decode_errors = reader.decode_errors
         report.scene_cuts = stream.scene_cuts
         if report.decode_errors:

@@ -142,6 +142,8 @@ class VideoReader:
         self.decode_error_pts: list[int | None] = []
         self._pipe = False
         self._side_packets: deque = deque()
+        # Iterator[av.VideoFrame] -> Iterator[av.VideoFrame] between decoder and conversion (a deinterlacer)
+        self.frame_filter = None
 
     def __enter__(self) -> VideoReader:
         return self
@@ -252,6 +254,11 @@ class VideoReader:
         return self._rotation
 
     @property
+    def video_stream(self):
+        """The PyAV video stream being decoded."""
+        return self._stream
+
+    @property
     def is_pipe(self) -> bool:
         """True when the source is a stream read once from stdin (it cannot be opened again)."""
         return self._pipe
@@ -285,7 +292,10 @@ class VideoReader:
             self._seek(start_pts if start_pts is not None else self.start_time)
         self._decode_started = True
         index = 0
-        for frame in self._decoded(self._stream):
+        decoded = self._decoded(self._stream)
+        if self.frame_filter is not None:
+            decoded = self.frame_filter(decoded)
+        for frame in decoded:
             if start_pts is not None and frame.pts is not None and frame.pts < start_pts:
                 continue
             if index == 0 and self._rotation is None:
@@ -472,6 +482,7 @@ class VideoWriter:
         copy_subtitles: bool = True,
         frame_rate=None,
         options: dict[str, str] | None = None,
+        time_base=None,
     ):
         self.path = Path(path)
         self.kind = output_kind(self.path)
@@ -480,7 +491,8 @@ class VideoWriter:
         self.crf, self.preset = crf, preset
         self.copy_audio, self.copy_subtitles = copy_audio, copy_subtitles
         self.frame_rate = Fraction(frame_rate) if frame_rate else (template.frame_rate if template else FALLBACK_FRAME_RATE)
-        self.time_base = template.time_base if template is not None else 1 / self.frame_rate
+        self.time_base = Fraction(time_base) if time_base else (
+            template.time_base if template is not None else 1 / self.frame_rate)
         self.options = dict(options or {})
         self.notices: list[str] = []
         self.frames_written = 0
