@@ -31,7 +31,10 @@ def field_order(path, stream_index: int | None = None) -> str:
         stated = FIELD_ORDERS.get(stream.codec_context.field_order)
         if stated:
             return stated
-        first = next(container.decode(stream), None)
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError:
+            first = None  # damaged: the reader reports it, with the file's name
         if first is None:
             return "unknown"
         stated = FIELD_ORDERS.get(stream.codec_context.field_order)
