@@ -94,10 +94,11 @@ def main():
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @click.option("--deinterlace", type=click.Choice(["frame", "field"]), is_flag=False, flag_value="frame",
               help="progressive output through bwdif, at the frame rate (the default) or the field rate")
+@click.option("--ivtc", is_flag=True, help="telecined film (24 frames/s shown at 30): give back the film frames")
 @_film_options
 @_segment_options
 @_colorizer_options
-def colorize(paths, output_dir, output_format, overwrite, deinterlace, batch_size, smooth, smooth_radius, codec, crf,
+def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, batch_size, smooth, smooth_radius, codec, crf,
              preset, no_audio, quiet, resume, workers, segment_seconds, ray_address, **colorizer_settings):
     """Colorize IN into OUT, or many inputs into --output-dir.
 
@@ -110,7 +111,8 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, batch_siz
 
     jobs = plan_outputs(paths, output_dir, output_format)
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
-                              crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite, deinterlace=deinterlace)
+                              crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite,
+                              deinterlace="ivtc" if ivtc else deinterlace)
     if resume or workers > 1 or ray_address:
         from .scale.batch import colorize_many_segmented
 

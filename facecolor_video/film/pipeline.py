@@ -220,7 +220,9 @@ def colorize_file(
                 frames = islice(frames, options.max_frames)
             filler = LostFrameFiller(writer, reader.decode_error_pts, progress)
             with torch_threads(options.threads or auto_threads(colorizer.device, options.overlap)):
-                report.frames_read = run_stream(stream, frames, options.batch_size, filler.write, options.overlap)
+                run_stream(stream, fields.frames(frames), options.batch_size, fields.writer(filler.write),
+                           options.overlap)
+                report.frames_read = watch.count
             if options.max_frames is None:
                 filler.finish()
             report.frames_written = writer.frames_written
