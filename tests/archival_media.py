@@ -100,3 +100,56 @@ def _samples(wave: np.ndarray, sample_format: str) -> np.ndarray:
         values = wave.astype(np.float32 if base == "flt" else np.float64)
     stereo = np.stack([values, values])
     return stereo if planar else stereo.T.reshape(1, -1)
+
+
+FILM_RATE = Fraction(24000, 1001)
+
+
+def make_telecined(folder, film_frames: int = 12, size: tuple[int, int] = (64, 48)) -> Path:
+    """Film at 23.976 frames/s telecined (3:2 pulldown, FFmpeg's telecine filter) to 29.97 interlaced MPEG-2.
+
+    Frame k of the film is pattern_frame(k), gray: after inverse telecine each output frame should be one of them.
+    """
+    path = Path(folder) / "telecined.vob"
+    width, height = size
+    graph = av.filter.Graph()
+    source = graph.add("buffer", f"video_size={width}x{height}:pix_fmt=yuv420p:time_base=1001/24000:"
+                                 "pixel_aspect=1/1:frame_rate=24000/1001")
+    telecine = graph.add("telecine", "first_field=top:pattern=23")
+    sink = graph.add("buffersink")
+    source.link_to(telecine)
+    telecine.link_to(sink)
+    graph.configure()
+    with av.open(str(path), "w", format="vob") as container:
+        video = container.add_stream("mpeg2video", rate=NTSC, options={"flags": "+ilme+ildct", "b": "2M"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        number = 0
+
+        def encode(frame):
+            nonlocal number
+            frame.pts, frame.time_base = number, 1 / NTSC
+            number += 1
+            for packet in video.encode(frame):
+                container.mux(packet)
+
+        for index in range(film_frames):
+            film = av.VideoFrame.from_ndarray(pattern_frame(index, width, height, gray=True), format="rgb24")
+            film = film.reformat(format="yuv420p")
+            film.pts, film.time_base = index, 1 / FILM_RATE
+            graph.push(film)
+            for frame in _pulled(graph):
+                encode(frame)
+        graph.push(None)
+        for frame in _pulled(graph):
+            encode(frame)
+        for packet in video.encode():
+            container.mux(packet)
+    return path
+
+
+def _pulled(graph):
+    while True:
+        try:
+            yield graph.pull()
+        except (av.BlockingIOError, av.EOFError):
+            return

@@ -24,9 +24,9 @@ from facecolor_video import cli
 from facecolor_video.cli import execute
 from facecolor_video.film.pipeline import ColorizeOptions, colorize_file
 from facecolor_video.media import streams
-from facecolor_video.media.fields import INTERLACED, field_order
+from facecolor_video.media.fields import INTERLACED, FieldWeaver, field_order, split_fields
 from facecolor_video.media.outputs import VIDEO_CONTAINERS
-from facecolor_video.media.video import VideoReader, plan_for
+from facecolor_video.media.video import VideoFrame, VideoReader, plan_for
 from facecolor_video.scale.films import colorize_segmented
 from facecolor_video.scale.join import join_segments
 from facecolor_video.scale.segments import (
@@ -36,8 +36,8 @@ from facecolor_video.scale.segments import (
     run_segment,
     segment_path,
 )
-from tests.archival_media import KINDS, make_kind
-from tests.media import make_video
+from tests.archival_media import FILM_RATE, KINDS, make_kind, make_telecined
+from tests.media import make_video, pattern_frame
 
 _COLORIZER = []
 SETTINGS = {"render_size": 32, "global_every": 8, "device": "cpu"}
@@ -179,6 +179,38 @@ def test_interlaced_source_in_each_mode(sources, tmp_path, capsys, mode, per_fra
     assert_close_times(times[::per_frame], source_times)
     if mode == "field":  # the second field halfway to the next frame
         assert abs(times[1] - (source_times[0] + source_times[1]) / 2) <= Fraction(1, 1000)
+
+
+def test_telecined_film_gets_its_film_frames_back(tmp_path, capsys):
+    """--ivtc: 15 telecined frames -> the 12 film frames, in order, at 23.976 frames/s, progressive."""
+    source = make_telecined(tmp_path, film_frames=12)
+    assert len(frame_times(source)) == 15
+    output = tmp_path / "film.mkv"
+    colorize(source, output, capsys, ["--ivtc"])
+    times = frame_times(output)
+    assert len(times) == 12 and stated_field_order(output) == "progressive"
+    assert all(abs(b - a - FILM_RATE ** -1) <= Fraction(1, 1000) for a, b in zip(times, times[1:]))
+    with av.open(str(output)) as container:
+        luma = [f.to_ndarray(format="gray").astype(int) for f in container.decode(video=0)]
+    film = [pattern_frame(k, 64, 48, gray=True)[..., 0].astype(int) for k in range(12)]
+    for k, picture in enumerate(luma):  # each is its own film frame, not a neighbour or a blend of two
+        errors = [np.abs(picture - frame).mean() for frame in film]
+        assert int(np.argmin(errors)) == k and errors[k] < 6, (k, errors)
+
+
+def test_fields_split_and_weave_back_exactly():
+    frames = [VideoFrame(rgb=pattern_frame(k, 8, 7), pts=100 + k, time_base=Fraction(1, 25), index=k) for k in range(3)]
+    for order in ("tt", "bb"):
+        fields = list(split_fields(frames, order))
+        assert [f.index for f in fields] == list(range(6)) and all(f.pts == 100 + f.index // 2 for f in fields)
+        first_parity = 0 if order == "tt" else 1
+        assert np.array_equal(fields[0].rgb, frames[0].rgb[first_parity::2])  # the field shown first comes first
+        woven = []
+        weaver = FieldWeaver(woven.extend, order)
+        weaver.write(fields[:3])
+        weaver.write(fields[3:])
+        assert [f.pts for f in woven] == [100, 101, 102]
+        assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(woven, frames))
 
 
 def test_audio_that_fits_nowhere_is_refused_before_any_frame(tmp_path, capsys, monkeypatch):
