@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import FacecolorError
+from ..errors import FacecolorError, OutputError
 from ..film.pipeline import ColorizeOptions, ColorizeReport, colorize_file
 from ..media.outputs import VIDEO_CONTAINERS, check_output_path
 from ..media.video import VideoReader, plan_for
@@ -72,6 +72,10 @@ class _Film:
 def _prepare_film(source, destination, colorizer_settings, options, segment_seconds, resume, film_number):
     source, destination = Path(source), Path(destination)
     check_output_path(source, destination, overwrite=options.overwrite)
+    if options.deinterlace in ("field", "ivtc"):
+        # segments are cut by the source's frames; these modes make other frames
+        raise OutputError(f"{source}: --deinterlace field and --ivtc run in one pass; leave out --workers, "
+                          "--resume and --ray")
     global_every = colorizer_settings.get("global_every") or 1
     with VideoReader(source) as reader:
         is_image, rotation = reader.is_image, reader.rotation

@@ -49,6 +49,7 @@ import av
 from ..errors import DecodeError
 from ..film.pipeline import ColorizeOptions, FrameColorizer, LostFrameFiller, batched
 from ..film.temporal import SceneCutDetector
+from ..media.fields import plan_fields
 from ..media.video import VideoFrame, VideoReader, VideoWriter, _temporary_path
 
 DEFAULT_SEGMENT_SECONDS = 20.0
@@ -219,14 +220,18 @@ def run_segment(job: SegmentJob, colorizer, work_dir: str | Path | None = None) 
     output = segment_path(work_dir, segment.index)
     with VideoReader(job.source) as reader:
         stream = FrameColorizer(colorizer, options.smooth, options.smooth_radius)
+        fields = plan_fields(reader, options.deinterlace, options.codec)  # as colorize_file: same frames out
+        fields.attach(reader)
         frames = reader.frames(start_pts=segment.decode_from_pts) if segment.decode_from else reader.frames()
         with VideoWriter(output, reader, codec=options.codec, crf=options.crf, preset=options.preset,
-                         copy_audio=False, copy_subtitles=False) as writer:
+                         copy_audio=False, copy_subtitles=False, **fields.writer_settings) as writer:
             kept = _SegmentFrames(writer, segment)
             filler = LostFrameFiller(kept, reader.decode_error_pts)
-            for batch in batched(_numbered(frames, segment.decode_from, segment.decode_to), options.batch_size):
-                filler.write(stream.process(batch))
-            filler.write(stream.finish())
+            write = fields.writer(filler.write)
+            numbered = _numbered(frames, segment.decode_from, segment.decode_to)
+            for batch in batched(fields.frames(numbered), options.batch_size):
+                write(stream.process(batch))
+            write(stream.finish())
             if segment.stop_pts is None:  # the last segment read the film to its end
                 filler.finish()
             written = kept.pts
