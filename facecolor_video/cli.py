@@ -90,7 +90,8 @@ def main():
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-d", "--output-dir", type=click.Path(path_type=Path), help="colorize every PATH into this folder (same names)")
-@click.option("--format", "output_format", help="with --output-dir: output extension (png, jpg, mp4, ...) instead of the input's")
+@click.option("--format", "output_format", help="with --output-dir: output extension (png, jpg, mp4, ...) instead of "
+              "the input's; with - as OUT (stdout): nut, mkv, ts, mp4 or mov")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @click.option("--deinterlace", type=click.Choice(["frame", "field"]), is_flag=False, flag_value="frame",
               help="progressive output through bwdif, at the frame rate (the default) or the field rate")
@@ -100,11 +101,12 @@ def main():
 @_colorizer_options
 def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, batch_size, smooth, smooth_radius, codec, crf,
              preset, no_audio, quiet, resume, workers, segment_seconds, ray_address, **colorizer_settings):
-    """Colorize IN into OUT, or many inputs into --output-dir.
+    """Colorize IN into OUT, or many inputs into --output-dir. IN or OUT may be - (stdin, stdout).
 
     \b
       facecolor-video colorize old_film.mp4 film_color.mp4
       facecolor-video colorize a.jpg b.png --output-dir colour/
+      ffmpeg -i reel.vob -f nut - | facecolor-video colorize - - --format nut | ffmpeg -i - reel.mkv
     """
     from .film.pipeline import ColorizeOptions
     from .scale.batch import colorize_many, plan_outputs
@@ -112,7 +114,8 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, bat
     jobs = plan_outputs(paths, output_dir, output_format)
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
                               crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite,
-                              deinterlace="ivtc" if ivtc else deinterlace)
+                              deinterlace="ivtc" if ivtc else deinterlace,
+                              stream_format=output_format if output_dir is None else None)
     if resume or workers > 1 or ray_address:
         from .scale.batch import colorize_many_segmented
 

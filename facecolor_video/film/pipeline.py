@@ -47,6 +47,8 @@ class ColorizeOptions:
     max_frames: int | None = None
     # None: an interlaced source stays interlaced; 'frame' or 'field': bwdif at that rate (media/fields.py)
     deinterlace: str | None = None
+    # the muxer when the destination is "-" (stdout): nut, mkv, ts, mp4, mov
+    stream_format: str | None = None
 
 
 @dataclass
@@ -212,7 +214,8 @@ def colorize_file(
         fields.attach(reader)
         with VideoWriter(
             destination, reader, codec=options.codec, crf=options.crf, preset=options.preset,
-            copy_audio=options.audio, copy_subtitles=options.audio, **fields.writer_settings,
+            copy_audio=options.audio, copy_subtitles=options.audio, stream_format=options.stream_format,
+            **fields.writer_settings,
         ) as writer:
             watch = _DecodeWatch(reader)
             frames = watch.frames()

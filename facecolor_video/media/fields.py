@@ -172,7 +172,12 @@ class FieldPlan:
 
 
 def plan_fields(reader, deinterlace: str | None, codec: str) -> FieldPlan:
-    order = "progressive" if reader.is_image or reader.is_pipe else field_order(reader.path)
+    if reader.is_image:
+        order = "progressive"
+    elif reader.is_pipe:  # read once: what the stream states
+        order = FIELD_ORDERS.get(reader.video_stream.codec_context.field_order, "progressive")
+    else:
+        order = field_order(reader.path)
     return FieldPlan(order, deinterlace, codec, reader.time_base, reader.frame_rate)
 
 

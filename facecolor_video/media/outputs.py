@@ -28,8 +28,21 @@ VIDEO_CONTAINERS = {
 # Options each muxer is opened with. Matroska stores only pts, so the encoder's negative
 # start dts (B-frames) must not shift the whole film later (FFmpeg's default would).
 MUXER_OPTIONS = {"matroska": {"avoid_negative_ts": "disabled"}}
+# --format NAME -> the muxer that writes a stream to stdout ("-"), and the options it needs there:
+# MP4 and MOV cannot seek back on a pipe to write their index, so they are written fragmented.
+PIPE_FORMATS = {"nut": "nut", "mkv": "matroska", "matroska": "matroska", "ts": "mpegts", "mpegts": "mpegts",
+                "mp4": "mp4", "mov": "mov"}
+PIPE_MUXER_OPTIONS = {"mp4": {"movflags": "frag_keyframe+empty_moov"}, "mov": {"movflags": "frag_keyframe+empty_moov"}}
 IMAGE_EXTENSIONS = frozenset(IMAGE_CODECS)
 VIDEO_EXTENSIONS = frozenset(VIDEO_CONTAINERS)
+
+
+def pipe_format(name: str | None, destination="-") -> str:
+    """The muxer for --format NAME on stdout; OutputError for a missing or unknown name."""
+    key = (name or "").lower().lstrip(".")
+    if key not in PIPE_FORMATS:
+        raise OutputError(f"{destination}: writing to stdout needs --format, one of {', '.join(sorted(PIPE_FORMATS))}")
+    return PIPE_FORMATS[key]
 
 
 def output_kind(path) -> str:
@@ -50,6 +63,8 @@ def check_output_path(src, dst, overwrite: bool = False) -> Path:
     path, symlink or hard link), exists and overwrite is False, or sits in a
     folder that is missing or not writable.
     """
+    if str(dst) == "-":
+        return Path(dst)  # stdout: nothing to overwrite, nothing of the input's to harm
     dst = Path(dst)
     output_kind(dst)
     if _same_file(src, dst):

@@ -184,12 +184,15 @@ def _encoder_format(encoder: str, sample_format: str) -> str | None:
     return None
 
 
-def _trial(container_format: str, fill: Callable) -> av.container.InputContainer | None:
-    """Write a file with ``fill(output)`` into memory; the reopened file, or None when any step fails."""
+def _trial(container_format: str, fill: Callable, read_back: bool = True):
+    """Write a file with ``fill(output)`` into memory; the reopened file (or True when not read back),
+    None when any step fails."""
     buffer = io.BytesIO()
     try:
         with av.open(buffer, "w", format=container_format) as output:
             fill(output)
+        if not read_back:
+            return True
         buffer.seek(0)
         return av.open(buffer)
     except (av.FFmpegError, ValueError, OSError, KeyError, IndexError):
@@ -206,6 +209,8 @@ def _copy_works(stream, container_format: str, packets: list) -> bool:
             copy.stream = target
             output.mux(copy)
 
+    if not packets:  # a pipe: nothing to mux yet, so the header and the trailer are what can be tried
+        return _trial(container_format, fill, read_back=False) is not None
     back = _trial(container_format, fill)
     if back is None:
         return False

@@ -28,7 +28,14 @@ from ..errors import (
     OutputError,
     VideoOpenError,
 )
-from .outputs import IMAGE_CODECS, MUXER_OPTIONS, VIDEO_CONTAINERS, output_kind
+from .outputs import (
+    IMAGE_CODECS,
+    MUXER_OPTIONS,
+    PIPE_MUXER_OPTIONS,
+    VIDEO_CONTAINERS,
+    output_kind,
+    pipe_format,
+)
 from .streams import (
     StreamCopier,
     StreamPlan,
@@ -37,6 +44,8 @@ from .streams import (
     read_first_packets,
 )
 
+# The path that means stdin (as input) or stdout (as output).
+STDIO = "-"
 # Used when a stream declares no rate at all (some images and raw streams).
 FALLBACK_FRAME_RATE = Fraction(25)
 # AVColorSpace / AVColorRange values: the encoder tags what the writer converts with.
@@ -124,9 +133,12 @@ class VideoReader:
 
     def __init__(self, path):
         self.path = Path(path)
-        _check_input_path(self.path)
+        pipe = str(path) == STDIO
+        if not pipe:
+            _check_input_path(self.path)
         try:
-            self._container = av.open(str(self.path))
+            # "-": a stream on stdin (NUT, Matroska, MPEG-TS, y4m), read once
+            self._container = av.open("pipe:0" if pipe else str(self.path))
         except (av.FFmpegError, UnicodeDecodeError) as error:
             raise VideoOpenError(f"{self.path}: cannot open as video or image ({error})") from None
         if not self._container.streams.video:
@@ -140,8 +152,10 @@ class VideoReader:
         self.decode_errors = 0
         # pts of the packets that failed to decode (None where a packet had no pts).
         self.decode_error_pts: list[int | None] = []
-        self._pipe = False
+        self._pipe = pipe
         self._side_packets: deque = deque()
+        # a pipe cannot be read twice: its audio and subtitle packets are kept from the one demux, when wanted
+        self.keep_side_packets = False
         # Iterator[av.VideoFrame] -> Iterator[av.VideoFrame] between decoder and conversion (a deinterlacer)
         self.frame_filter = None
 
@@ -247,6 +261,8 @@ class VideoReader:
         FFmpeg attaches the container's display matrix to decoded frames, so the
         first frame tells; it is decoded once, from a separate handle.
         """
+        if self._rotation is None and self._pipe:
+            return 0  # known once the first frame is decoded
         if self._rotation is None:
             with av.open(str(self.path)) as probe:
                 first = next(probe.decode(video=0), None)
@@ -320,8 +336,12 @@ class VideoReader:
         # when the stream ends, and one is counted per decode error.
         pending: list[int] = []  # sorted pts of the packets sent whose frame has not come out
         unmatched = 0  # decode errors not yet matched to a lost frame
+        side = self.source_streams() if self._pipe and self.keep_side_packets else []
         try:
-            for packet in self._container.demux(stream):
+            for packet in self._container.demux(stream, *side):
+                if packet.stream is not stream:
+                    self._side_packets.append(packet)
+                    continue
                 if packet.pts is not None and packet.size:
                     bisect.insort(pending, packet.pts)
                 try:
@@ -483,9 +503,14 @@ class VideoWriter:
         frame_rate=None,
         options: dict[str, str] | None = None,
         time_base=None,
+        stream_format: str | None = None,
     ):
         self.path = Path(path)
-        self.kind = output_kind(self.path)
+        # "-": a stream to stdout in stream_format (nut, mkv, ts, mp4, mov), written as it goes
+        self.to_stdout = str(path) == STDIO
+        self.kind = "video" if self.to_stdout else output_kind(self.path)
+        self.container_format = (pipe_format(stream_format, path) if self.to_stdout
+                                 else VIDEO_CONTAINERS.get(self.path.suffix.lower()))
         self.template = template
         self.codec = codec if self.kind == "video" else IMAGE_CODECS[self.path.suffix.lower()]
         self.crf, self.preset = crf, preset
@@ -498,7 +523,7 @@ class VideoWriter:
         self.frames_written = 0
         # Frames whose pts was missing or not after the previous one, and was moved.
         self.pts_adjusted = 0
-        self.temporary_path = _temporary_path(self.path)
+        self.temporary_path = Path("pipe:1") if self.to_stdout else _temporary_path(self.path)
         self._container = None
         self._stream = None
         self._copier: StreamCopier | None = None
@@ -558,7 +583,8 @@ class VideoWriter:
             if self._copier is not None:
                 self._copier.finish()
             self._container.close()
-            os.replace(self.temporary_path, self.path)
+            if not self.to_stdout:
+                os.replace(self.temporary_path, self.path)
         except (av.FFmpegError, OSError) as error:
             self.abort()
             raise EncodeError(f"{self.path}: finishing the output failed ({_reason(error)})") from None
@@ -573,7 +599,8 @@ class VideoWriter:
                     closable.close()
                 except (av.FFmpegError, OSError):
                     pass  # the file is being thrown away; its trailer does not matter
-        self.temporary_path.unlink(missing_ok=True)
+        if not self.to_stdout:
+            self.temporary_path.unlink(missing_ok=True)
 
     def _open(self, first: VideoFrame) -> None:
         height, width = first.rgb.shape[:2]
@@ -597,9 +624,10 @@ class VideoWriter:
         self._stream.pix_fmt = _image_pix_fmt(self.codec, deep, alpha)
 
     def _open_video(self, width: int, height: int, deep: bool) -> None:
-        container_format = VIDEO_CONTAINERS[self.path.suffix.lower()]
-        self._container = av.open(str(self.temporary_path), "w", format=container_format,
-                                  options=MUXER_OPTIONS.get(container_format))
+        container_format = self.container_format
+        muxer_options = {**MUXER_OPTIONS.get(container_format, {}),
+                         **(PIPE_MUXER_OPTIONS.get(container_format, {}) if self.to_stdout else {})}
+        self._container = av.open(str(self.temporary_path), "w", format=container_format, options=muxer_options)
         options = encoder_options(self.codec, self.crf, self.preset)
         stream = self._container.add_stream(self.codec, rate=self.frame_rate, options={**options, **self.options})
         stream.width, stream.height = width, height
@@ -616,7 +644,7 @@ class VideoWriter:
     def _plan_streams(self) -> StreamPlan:
         if self.kind != "video" or self.template is None or self.template.is_image:
             return StreamPlan([])
-        return plan_for(self.template, VIDEO_CONTAINERS[self.path.suffix.lower()], self.path,
+        return plan_for(self.template, self.container_format, self.path,
                         self.copy_audio, self.copy_subtitles)
 
     def _check_size(self, frame: VideoFrame) -> None:
@@ -654,7 +682,10 @@ def plan_for(reader: VideoReader, container_format: str, destination, audio: boo
     streams = ([*reader.source_streams("audio")] if audio else []) + \
               ([*reader.source_streams("subtitle")] if subtitles else [])
     packets = {} if reader.is_pipe else read_first_packets(reader.path, [s.index for s in streams])
-    return plan_streams(streams, container_format, destination, packets)
+    plan = plan_streams(streams, container_format, destination, packets)
+    if reader.is_pipe and plan.kept:
+        reader.keep_side_packets = True  # before decoding starts: the one demux must keep them
+    return plan
 
 
 def copier_for(reader: VideoReader, output, plan: StreamPlan) -> StreamCopier:

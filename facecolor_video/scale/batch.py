@@ -18,8 +18,8 @@ def plan_outputs(paths: tuple[Path, ...], output_dir: Path | None, output_format
     if output_dir is None:
         if len(paths) != 2:
             raise click.UsageError("give IN and OUT, or several inputs with --output-dir DIR")
-        if output_format:
-            raise click.UsageError("--format goes with --output-dir")
+        if output_format and str(paths[1]) != "-":
+            raise click.UsageError("--format goes with --output-dir, or with - (stdout) as OUT")
         return [(paths[0], paths[1])]
     if not output_dir.is_dir():
         raise OutputError(f"{output_dir}: output folder does not exist")
@@ -52,10 +52,13 @@ def colorize_many(jobs: list[tuple[Path, Path]], make_colorizer: Callable, optio
         try:
             # check the paths and open the input before the (slow) model load
             check_output_path(source, destination, overwrite=options.overwrite)
-            with VideoReader(source) as reader:  # and audio that fits the output in no way
-                if not reader.is_image and output_kind(destination) == "video":
-                    plan_for(reader, VIDEO_CONTAINERS[destination.suffix.lower()], destination, options.audio,
-                             options.audio)
+            if str(source) == "-" or str(destination) == "-":
+                pass  # stdin is read once, by the run itself; stdout is checked when the writer starts
+            else:
+                with VideoReader(source) as reader:  # and audio that fits the output in no way
+                    if not reader.is_image and output_kind(destination) == "video":
+                        plan_for(reader, VIDEO_CONTAINERS[destination.suffix.lower()], destination, options.audio,
+                                 options.audio)
             if colorizer is None:
                 colorizer = make_colorizer()
             report = colorize_file(source, destination, colorizer, options,
