@@ -10,6 +10,7 @@ frame. The model is loaded once, as in test_reliability.py.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -304,3 +305,55 @@ def test_segmented_run_fills_damaged_packets_as_the_single_pass_does(tmp_path):
     filled = [re.search(r"(\d+) lost frame\(s\) filled", " ".join(report.notices)) for report in (single, segmented)]
     assert filled[0] and filled[1] and int(filled[0][1]) >= 2 and filled[0][1] == filled[1][1], (single.notices,
                                                                                               segmented.notices)
+
+
+# The pipe: stdin and stdout are file descriptors 0 and 1, which FFmpeg reads and writes itself.
+
+
+class redirected:
+    """Within the block, file descriptor fd is the file at path (opened for reading or writing)."""
+
+    def __init__(self, fd: int, path: Path, mode: str):
+        self.fd, self.path, self.mode = fd, path, mode
+
+    def __enter__(self):
+        self.saved = os.dup(self.fd)
+        flags = os.O_RDONLY if self.mode == "r" else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        opened = os.open(self.path, flags)
+        os.dup2(opened, self.fd)
+        os.close(opened)
+
+    def __exit__(self, *exc_info):
+        os.dup2(self.saved, self.fd)
+        os.close(self.saved)
+
+
+def test_stream_from_stdin(tmp_path, capsys):
+    """NUT on stdin (PCM audio) -> .mkv: every frame with its time, the audio byte for byte."""
+    source = make_video(tmp_path / "clip.nut", codec="ffv1", audio_codec="pcm_s16le")
+    output = tmp_path / "out.mkv"
+    with redirected(0, source, "r"):
+        code = execute(["colorize", "-", str(output), "--quiet", "--preset", "ultrafast"])
+    assert code == 0, capsys.readouterr().err
+    assert_close_times(frame_times(output), frame_times(source))
+    assert payload(output, 1) == payload(source, 1)
+
+
+@pytest.mark.parametrize("stream_format, extension", [("nut", ".nut"), ("mkv", ".mkv")])
+def test_stream_to_stdout(sources, tmp_path, capsys, stream_format, extension):
+    """FFV1 + FLAC -> stdout as NUT or Matroska: every frame, the FLAC copied."""
+    source = sources["ffv1-flac"]
+    captured = tmp_path / f"stdout{extension}"
+    with redirected(1, captured, "w"):
+        code = execute(["colorize", str(source), "-", "--format", stream_format, "--quiet", "--preset", "ultrafast"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert_close_times(frame_times(captured), frame_times(source))
+    assert payload(captured, 1) == payload(source, 1)
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_stdout_needs_a_format(sources, capsys):
+    code = execute(["colorize", str(sources["ffv1-flac"]), "-", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "--format" in err, err
