@@ -25,7 +25,12 @@ from facecolor_video import cli
 from facecolor_video.cli import execute
 from facecolor_video.film.pipeline import ColorizeOptions, colorize_file
 from facecolor_video.media import streams
-from facecolor_video.media.fields import INTERLACED, FieldWeaver, field_order, split_fields
+from facecolor_video.media.fields import (
+    INTERLACED,
+    FieldWeaver,
+    field_order,
+    split_fields,
+)
 from facecolor_video.media.outputs import VIDEO_CONTAINERS
 from facecolor_video.media.video import VideoFrame, VideoReader, plan_for
 from facecolor_video.scale.films import colorize_segmented
@@ -92,7 +97,7 @@ def samples(path, audio_number: int) -> np.ndarray:
 
 def ffmpeg_errors(path) -> str:
     result = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
     return result.stderr.strip()
 
 
