@@ -278,11 +278,13 @@ class VideoReader:
     def subtitle_streams(self) -> list[StreamInfo]:
         return [_stream_info(stream) for stream in self._container.streams.subtitles]
 
-    def frames(self, start_pts: int | None = None, as_planes: bool = False) -> Iterator[VideoFrame]:
+    def frames(self, start_pts: int | None = None, as_planes: bool = False,
+               keep_chroma: bool = False) -> Iterator[VideoFrame]:
         """Yield every frame in presentation order, from start_pts if given.
 
         as_planes: frames carry their luma plane as decoded (``VideoFrame.yuv``)
         instead of an RGB conversion; for a video output that keeps it.
+        keep_chroma: with as_planes, the source's chroma planes too (to re-encode them as they are).
 
         start_pts is in time_base units: the reader seeks to the keyframe at or
         before it and skips the frames before it. Packets the decoder rejects
@@ -299,7 +301,7 @@ class VideoReader:
             if index == 0 and self._rotation is None:
                 self._rotation = int(frame.rotation)
             if as_planes:
-                yield VideoFrame(None, frame.pts, frame.time_base, None, index, yuv=decoded_planes(frame))
+                yield VideoFrame(None, frame.pts, frame.time_base, None, index, yuv=decoded_planes(frame, keep_chroma))
             else:
                 yield decoded_to_video_frame(frame, index)
             index += 1
