@@ -23,7 +23,6 @@ from ..media.outputs import check_output_path, output_kind
 from ..media.planes import PlaneFormat, YuvPlanes, convert_luma
 from ..media.prefetch import BackgroundWriter, Prefetcher
 from ..media.video import VideoFrame, VideoReader, VideoWriter
-from ..model.chroma import lightness_from_luma
 from ..model.colorizer import Colorizer, PreparedBatch
 from ..settings import default
 from .temporal import SceneCutDetector, TemporalSmoother
@@ -199,18 +198,17 @@ class FrameColorizer:
             for i, (frame, _, _, _) in enumerate(ready)
         ]
 
-
     def _compose_planes(self, ready: list[tuple[VideoFrame, torch.Tensor, torch.Tensor, float]]) -> list[VideoFrame]:
         """Frames given as planes: their luma kept, Cb/Cr computed at chroma resolution (RGB where the output needs it)."""
         first = ready[0][0]
         source = first.yuv.format
         output = self.output_planes(source, *first.size) if self.output_planes is not None else source
-        luma = torch.stack([codes for _, codes, _, _ in ready])
-        ab = torch.stack([ab for _, _, ab, _ in ready])
         with self.colorizer.stage("compose"):
+            luma = torch.stack([codes for _, codes, _, _ in ready])
+            ab = torch.stack([ab for _, _, ab, _ in ready])
             if output is None:
-                table = self.colorizer._composer().table(source)
-                rgb = self.colorizer.compose(lightness_from_luma(luma, table), ab, 65535.0 if source.bits > 8 else 255.0)
+                lightness = self.colorizer.lightness_of_luma(luma, source)
+                rgb = self.colorizer.compose(lightness, ab, 65535.0 if source.bits > 8 else 255.0)
                 return [dataclasses.replace(frame, rgb=rgb[i], yuv=None) for i, (frame, _, _, _) in enumerate(ready)]
             chroma = self.colorizer.compose_planes(luma, ab, source, output)
         return [

@@ -614,7 +614,10 @@ class VideoWriter:
             return None
         pix_fmt = self.pix_fmt or _video_pix_fmt(self.codec, width, height, source.bits > 8)
         layout = plane_format(pix_fmt)
-        return None if layout is None else layout.with_signal(source.matrix, source.full_range)
+        if layout is None:
+            return None
+        # a yuvj format is full range by name: the source's codes are then mapped onto it
+        return layout.with_signal(source.matrix, layout.full_range or source.full_range)
 
     def __enter__(self) -> VideoWriter:
         return self

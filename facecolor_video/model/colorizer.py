@@ -208,10 +208,14 @@ class Colorizer:
             luma = luma.pin_memory().to(self.device, non_blocking=True)
         height, width = luma.shape[-2:]
         small_shape = render_shape(height, width, self.render_size)
-        small = lightness_from_luma(luma, self._composer().table(layout))
+        small = self.lightness_of_luma(luma, layout)
         if small_shape != (height, width):
             small = F.interpolate(small, size=small_shape, mode="area")
         return PreparedBatch(luma, small, float(layout.max_code), luma_format=layout)
+
+    def lightness_of_luma(self, luma: torch.Tensor, layout: PlaneFormat) -> torch.Tensor:
+        """Luma codes of ``layout`` (integers, any shape) -> L of the picture read as gray, float32."""
+        return lightness_from_luma(luma, self._composer().table(layout))
 
     def _composer(self) -> ChromaComposer:
         composer = getattr(self._composers, "composer", None)
