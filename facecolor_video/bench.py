@@ -2,13 +2,21 @@
 
 ``run_benchmark`` times, over the first N frames of a clip:
 
-* each stage on its own, one after the other: decode (to RGB), lightness (RGB
-  -> L at full and render size, detector thumbnails), global features (VGG16),
-  head, smoothing (scene cuts and the temporal smoother), compose (L + a*b*
-  -> RGB) and encode;
-* the whole pipeline end to end (``colorize_file``, threads and all);
+* the whole pipeline end to end (``colorize_file``, threads and all), with
+  each thread's busy share: the seconds it worked over the wall time, so the
+  stage overlap is what was measured, not what was hoped for; and the
+  process's peak memory at that point;
 * the transcode floor: the same frames decoded and re-encoded with the same
-  encoder settings and no model -- no colorizer can beat it.
+  encoder settings and no model -- no colorizer can beat it -- and the
+  encode-only floor: the encoder alone on frames already decoded;
+* each stage on its own, one after the other: decode, lightness (L at render
+  size, detector thumbnails), global features (VGG16), head, smoothing (scene
+  cuts and the temporal smoother), compose and encode.
+
+A film written as a video goes through the planes path (decode to the
+source's YUV planes, chroma composed beside its luma, no RGB frame): the
+decode, compose, encode and floors are then timed on planes too. ``exact_lab``
+(or an image source) times the Lab path: RGB frames, Lab -> RGB composition.
 
 ``run_model_sweep`` times the network alone (global features every K frames
 plus the head) at the clip's render size for several batch sizes, with FLOPs
@@ -38,10 +46,12 @@ import torch
 
 from .errors import InputError
 from .film.pipeline import (
+    QUEUE_BYTES,
     ColorizeOptions,
     FrameColorizer,
     auto_threads,
     colorize_file,
+    keeps_luma_planes,
     run_stream,
     torch_threads,
 )
@@ -116,24 +126,26 @@ def _environment(colorizer: Colorizer, reader: VideoReader, options: ColorizeOpt
 
 def _writer(path: Path, reader: VideoReader, options: ColorizeOptions) -> VideoWriter:
     return VideoWriter(path, reader, codec=options.codec, crf=options.crf, preset=options.preset,
-                       copy_audio=False, copy_subtitles=False)
+                       copy_audio=False, copy_subtitles=False, pix_fmt=options.pix_fmt)
 
 
 def transcode(source: str | Path, destination: str | Path, options: ColorizeOptions, frames: int | None = None) -> tuple[int, float]:
-    """The floor: decode to RGB and encode again with ``options``' encoder, no model, same threads.
+    """The floor: decode and encode again with ``options``' encoder, no model, same threads.
 
-    Returns (frames written, seconds).
+    Frames travel as the pipeline's do: as YUV planes (the source's chroma
+    kept) where it keeps the luma planes, else as RGB. Returns (frames written, seconds).
     """
     started = time.perf_counter()
     with VideoReader(source) as reader, _writer(Path(destination), reader, options) as writer:
-        decoded = reader.frames()
+        as_planes = keeps_luma_planes(reader, Path(destination), options)
+        decoded = reader.frames(as_planes=as_planes, keep_chroma=as_planes)
         if frames is not None:
             decoded = islice(decoded, frames)
         if options.overlap:
             from .media.prefetch import BackgroundWriter, Prefetcher
 
-            with Prefetcher(decoded, depth=2 * options.batch_size) as ahead, \
-                    BackgroundWriter(writer.write, depth=2 * options.batch_size) as behind:
+            with Prefetcher(decoded, depth=None, max_bytes=QUEUE_BYTES, size_of=_frame_bytes) as ahead, \
+                    BackgroundWriter(writer.write, depth=None, max_bytes=QUEUE_BYTES, size_of=_frame_bytes) as behind:
                 for frame in ahead:
                     behind.put(frame)
         else:
@@ -142,6 +154,20 @@ def transcode(source: str | Path, destination: str | Path, options: ColorizeOpti
         writer.close()
         count = writer.frames_written
     return count, time.perf_counter() - started
+
+
+def _frame_bytes(frame: VideoFrame) -> int:
+    return frame.nbytes
+
+
+def encode_only(frames: list[VideoFrame], destination: Path, reader: VideoReader, options: ColorizeOptions) -> float:
+    """Seconds the encoder alone takes for frames already decoded (the encode-only floor)."""
+    started = time.perf_counter()
+    with _writer(destination, reader, options) as writer:
+        for frame in frames:
+            writer.write(frame)
+        writer.close()
+    return time.perf_counter() - started
 
 
 def _rate(frames: int, seconds: float) -> float:
@@ -167,20 +193,35 @@ def run_benchmark(
     options = options or ColorizeOptions()
     colorizer = colorizer or Colorizer()
     threads = options.threads or auto_threads(colorizer.device, options.overlap)
-    with torch_threads(threads), tempfile.TemporaryDirectory(prefix="facecolor-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="facecolor-bench-") as folder:
         folder = Path(folder)
-        timer = StageTimer(colorizer.device)
-        with VideoReader(source) as reader:
+        with VideoReader(source) as reader, torch_threads(threads):
             environment = _environment(colorizer, reader, options)
-            with timer.stage("decode"):
-                decoded: list[VideoFrame] = list(islice(reader.frames(), frames))
-            if not decoded:
+            as_planes = keeps_luma_planes(reader, folder / ("stages" + _SUFFIX), options)
+            environment["composition"] = "planes" if as_planes else "lab"
+            warm_up = [frame.picture for frame in islice(reader.frames(as_planes=as_planes), options.batch_size)]
+            if not warm_up:
                 raise InputError(f"{source}: no frame to benchmark")
-            count = len(decoded)
             # Warm-up, not timed: oneDNN / cuDNN choose their kernels on the first call per shape.
-            colorizer.colorize([frame.rgb for frame in decoded[: options.batch_size]])
+            colorizer.predict(colorizer.prepare(warm_up).small_lightness)
             colorizer.reset()
+            del warm_up
+
+        # End to end first, so the peak memory reported is the pipeline's, not the stage timing's below.
+        end_options = replace(options, max_frames=frames, audio=False, overwrite=True, threads=0)
+        report = colorize_file(source, folder / ("pipeline" + _SUFFIX), colorizer, end_options)
+        pipeline_rss = peak_rss_mib()
+        floor_frames, floor_seconds = transcode(source, folder / ("floor" + _SUFFIX), options, frames)
+
+        timer = StageTimer(colorizer.device)
+        with VideoReader(source) as reader, torch_threads(threads):
+            with timer.stage("decode"):
+                decoded: list[VideoFrame] = list(islice(reader.frames(as_planes=as_planes, keep_chroma=as_planes), frames))
+            count = len(decoded)
+            encode_only_seconds = encode_only(decoded, folder / ("encode_only" + _SUFFIX), reader, options)
             stream = FrameColorizer(colorizer, options.smooth if not reader.is_image else "none", options.smooth_radius)
+            writer = _writer(folder / ("stages" + _SUFFIX), reader, options)
+            stream.output_planes = writer.planes_format
             outputs: list[VideoFrame] = []
             previous_stage, colorizer.stage = colorizer.stage, timer.stage
             try:
@@ -189,15 +230,12 @@ def run_benchmark(
                 colorizer.stage = previous_stage
             if len(outputs) != count:
                 raise AssertionError(f"{count} frames in, {len(outputs)} out")
-            with _writer(folder / ("stages" + _SUFFIX), reader, options) as writer, timer.stage("encode"):
+            del decoded
+            with writer, timer.stage("encode"):
                 for frame in outputs:
                     writer.write(frame)
                 writer.close()
-            del outputs, decoded
-
-        end_options = replace(options, max_frames=count, audio=False, overwrite=True, threads=0)
-        report = colorize_file(source, folder / ("pipeline" + _SUFFIX), colorizer, end_options)
-        floor_frames, floor_seconds = transcode(source, folder / ("floor" + _SUFFIX), options, count)
+            del outputs
 
     total = sum(timer.seconds.get(name, 0.0) for name in STAGES)
     stages = {}
@@ -211,14 +249,23 @@ def run_benchmark(
         }
     end_fps = _rate(report.frames_written, report.seconds)
     floor_fps = _rate(floor_frames, floor_seconds)
+    wall = report.thread_busy.get("wall", report.seconds)
+    threads_busy = {
+        name: {"seconds": seconds, "share": seconds / wall if wall else 0.0}
+        for name, seconds in report.thread_busy.items() if name != "wall"
+    }
     return {
         "environment": environment,
         "frames": count,
         "stages": stages,
         "serial_fps": _rate(count, total),
         "end_to_end": {"frames": report.frames_written, "seconds": report.seconds, "frames_per_second": end_fps},
+        "threads_busy": threads_busy,
         "floor": {"frames": floor_frames, "seconds": floor_seconds, "frames_per_second": floor_fps},
+        "encode_only_floor": {"frames": count, "seconds": encode_only_seconds,
+                              "frames_per_second": _rate(count, encode_only_seconds)},
         "ratio": end_fps / floor_fps if floor_fps else 0.0,
+        "pipeline_peak_rss_mib": pipeline_rss,
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -341,9 +388,21 @@ def format_benchmark(result: dict) -> str:
         f"stages one after another  {result['serial_fps']:.2f} frames/s",
         f"end to end                {end['frames_per_second']:.2f} frames/s ({end['frames']} frames in {end['seconds']:.2f} s)",
         f"transcode floor           {floor['frames_per_second']:.2f} frames/s ({floor['frames']} frames in {floor['seconds']:.2f} s)",
-        f"pipeline / floor          {result['ratio']:.3f}",
-        f"peak memory (RSS)         {result['peak_rss_mib']:.0f} MiB",
     ]
+    if "encode_only_floor" in result:
+        encode = result["encode_only_floor"]
+        lines.append(f"encode-only floor         {encode['frames_per_second']:.2f} frames/s "
+                     f"({encode['frames']} frames in {encode['seconds']:.2f} s)")
+    lines += [
+        f"pipeline / floor          {result['ratio']:.3f}",
+    ]
+    if "pipeline_peak_rss_mib" in result:
+        lines.append(f"peak memory, pipeline     {result['pipeline_peak_rss_mib']:.0f} MiB (RSS, end to end)")
+    lines.append(f"peak memory (RSS)         {result['peak_rss_mib']:.0f} MiB")
+    if result.get("threads_busy"):
+        lines += ["", f"{'thread (end to end)':<22}{'busy s':>8}{'share':>8}"]
+        for name, busy in result["threads_busy"].items():
+            lines.append(f"{name:<22}{busy['seconds']:>8.2f}{busy['share']:>8.1%}")
     if "sweep" in result:
         lines += ["", format_sweep(result["sweep"], environment=False)]
     return "\n".join(lines)

@@ -47,6 +47,18 @@ def _film_options(function):
     return function
 
 
+def _composition_options(function):
+    """How a film's colour is composed: the planes path (default) or full-size Lab."""
+    for decorator in reversed([
+        click.option("--exact-lab", is_flag=True,
+                     help="compose full-size Lab -> RGB and let the encoder convert it (default for video: keep the "
+                          "source's luma plane as decoded and compute only the chroma planes)"),
+        _option("pix_fmt"),
+    ]):
+        function = decorator(function)
+    return function
+
+
 def _colorizer_options(function):
     for decorator in reversed([
         click.option("--model", default="general", show_default=True, help="model name (general) or a head file from `train`"),
@@ -97,10 +109,12 @@ def main():
               help="progressive output through bwdif, at the frame rate (the default) or the field rate")
 @click.option("--ivtc", is_flag=True, help="telecined film (24 frames/s shown at 30): give back the film frames")
 @_film_options
+@_composition_options
 @_segment_options
 @_colorizer_options
 def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, batch_size, smooth, smooth_radius, codec, crf,
-             preset, no_audio, quiet, resume, workers, segment_seconds, ray_address, **colorizer_settings):
+             preset, no_audio, quiet, exact_lab, pix_fmt, resume, workers, segment_seconds, ray_address,
+             **colorizer_settings):
     """Colorize IN into OUT, or many inputs into --output-dir. IN or OUT may be - (stdin, stdout).
 
     \b
@@ -115,7 +129,8 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, bat
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
                               crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite,
                               deinterlace="ivtc" if ivtc else deinterlace,
-                              stream_format=output_format if output_dir is None else None)
+                              stream_format=output_format if output_dir is None else None,
+                              exact_lab=exact_lab, pix_fmt=pix_fmt)
     if resume or workers > 1 or ray_address:
         from .scale.batch import colorize_many_segmented
 
@@ -316,9 +331,10 @@ def _batch_sizes(context, parameter, value):
 @click.option("--sweep-batch", callback=_batch_sizes, metavar="N,N,...", help="model-only fps for each of these batch sizes")
 @click.option("--model-only", is_flag=True, help="only the network (with --sweep-batch, or at --batch-size)")
 @click.option("--peak-tflops", type=click.FloatRange(min=0, min_open=True), help="device peak for the fraction-of-peak column (989: H100/H200 dense bf16)")
+@_composition_options
 @_colorizer_options
 def bench(source, frames, as_json, batch_size, smooth, smooth_radius, codec, crf, preset, threads, no_overlap,
-          sweep_batch, model_only, peak_tflops, **colorizer_settings):
+          sweep_batch, model_only, peak_tflops, exact_lab, pix_fmt, **colorizer_settings):
     """Frames per second of each stage, end to end, and the transcode floor.
 
     \b
@@ -342,7 +358,8 @@ def bench(source, frames, as_json, batch_size, smooth, smooth_radius, codec, crf
         click.echo(to_json(sweep) if as_json else format_sweep(sweep))
         return
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec, crf=crf,
-                              preset=preset, audio=False, threads=threads, overlap=not no_overlap)
+                              preset=preset, audio=False, threads=threads, overlap=not no_overlap,
+                              exact_lab=exact_lab, pix_fmt=pix_fmt)
     result = run_benchmark(source, colorizer, options, frames)
     if sweep is not None:
         result["sweep"] = sweep

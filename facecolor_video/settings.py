@@ -23,6 +23,8 @@ SETTINGS: dict[str, Setting] = {
     "crf": Setting(18, 0, 51, "encoder quality (lower is better, larger files)"),
     "preset": Setting("medium", help="encoder speed/size preset (libx264: ultrafast ... veryslow)"),
     "codec": Setting("libx264", help="video encoder"),
+    "pix_fmt": Setting(None, help="video pixel format (yuv420p, yuv422p, yuv444p, yuv420p10le, ...; "
+                                  "default: 4:2:0, 4:4:4 at odd sizes, 10-bit for deep sources)"),
     "every": Setting(240, 1, None, "preview: take every Nth frame"),
 }
 

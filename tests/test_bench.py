@@ -78,6 +78,13 @@ def test_benchmark_times_every_stage_and_the_floor(clip, colorizer):
     text = format_benchmark(result)
     for name in STAGES:
         assert name in text
+    # a film to a video: the planes path, each thread's busy share, the encoder alone
+    assert environment["composition"] == "planes"
+    assert set(result["threads_busy"]) == {"reader", "network", "composer", "encoder"}
+    assert all(0 < busy["share"] for busy in result["threads_busy"].values())
+    assert result["encode_only_floor"]["frames"] == 8 and result["encode_only_floor"]["frames_per_second"] > 0
+    assert 0 < result["pipeline_peak_rss_mib"] <= result["peak_rss_mib"]
+    assert "encode-only floor" in text and "composer" in text
     assert "transcode floor" in text and "pipeline / floor" in text
 
 

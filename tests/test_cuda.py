@@ -47,3 +47,32 @@ def test_film_on_cuda_keeps_every_frame_and_its_time(tmp_path):
         source_times = [frame.time for frame in source.frames()]
         result_times = [frame.time for frame in result.frames()]
     assert report.frames_written == 30 and result_times == source_times
+
+
+def test_chroma_planes_on_cuda_are_the_cpu_planes():
+    from facecolor_video.media.planes import plane_format
+    from facecolor_video.model.chroma import ChromaComposer
+
+    generator = torch.Generator().manual_seed(0)
+    luma = torch.randint(16, 236, (3, 1, 37, 50), dtype=torch.int32, generator=generator)
+    ab = torch.randn(3, 2, 8, 8, generator=generator) * 30
+    for pix_fmt in ("yuv420p", "yuv422p10le", "yuv444p"):
+        layout = plane_format(pix_fmt)
+        on_gpu = ChromaComposer(torch.device("cuda"), 1 << 22)
+        gpu = [on_gpu.compose(luma.cuda(), ab.cuda(), layout, layout) for _ in range(2)]  # the host buffer reused
+        cpu = ChromaComposer(torch.device("cpu"), 1 << 17).compose(luma, ab, layout, layout)
+        assert gpu[0].dtype == cpu.dtype and gpu[0].shape == cpu.shape
+        assert np.array_equal(gpu[0], gpu[1])
+        assert np.abs(gpu[0].astype(np.int32) - cpu).max() <= 1
+
+
+def test_film_on_cuda_keeps_the_luma_plane(tmp_path):
+    clip = make_video(tmp_path / "gray.mp4", n_frames=20, size=(64, 48), gray=True, audio_streams=0)
+    out = tmp_path / "out.mkv"
+    report = colorize_file(clip, out, Colorizer(device="cuda", render_size=64),
+                           ColorizeOptions(batch_size=8, codec="ffv1", audio=False))
+    assert report.composition == "planes" and report.frames_written == 20
+    with VideoReader(clip) as source, VideoReader(out) as result:
+        source_luma = [frame.yuv.luma for frame in source.frames(as_planes=True)]
+        result_luma = [frame.yuv.luma for frame in result.frames(as_planes=True)]
+    assert all(np.array_equal(a, b) for a, b in zip(source_luma, result_luma))

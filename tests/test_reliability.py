@@ -291,7 +291,8 @@ def test_8k_image_completes_in_bounded_memory(tmp_path, capsys):
 
 
 def test_ten_bit_video_stays_ten_bit(tmp_path, capsys):
-    source = make_video(tmp_path / "deep.mkv", pix_fmt="yuv420p10le", n_frames=6, audio_streams=0)
+    # a black-and-white film: a video output keeps its luma plane, which is its luminance
+    source = make_video(tmp_path / "deep.mkv", pix_fmt="yuv420p10le", n_frames=6, audio_streams=0, gray=True)
     output = tmp_path / "out.mkv"
     _expect_success(capsys, source, output)
     with av.open(str(output)) as container:

@@ -6,6 +6,7 @@ batches, and the smoother holds at most ``radius`` frames back.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 
 from ..devices import usable_cores
 from ..media.fields import plan_fields
-from ..media.outputs import check_output_path
+from ..media.outputs import check_output_path, output_kind
+from ..media.planes import PlaneFormat, YuvPlanes, convert_luma
 from ..media.prefetch import BackgroundWriter, Prefetcher
 from ..media.video import VideoFrame, VideoReader, VideoWriter
 from ..model.colorizer import Colorizer, PreparedBatch
@@ -49,6 +51,10 @@ class ColorizeOptions:
     deinterlace: str | None = None
     # the muxer when the destination is "-" (stdout): nut, mkv, ts, mp4, mov
     stream_format: str | None = None
+    # compose full-size Lab -> RGB and let the encoder convert it, instead of computing only the chroma planes
+    exact_lab: bool = False
+    # the encoder's pixel format (None: 4:2:0, 4:4:4 at odd sizes, 10-bit for deep sources)
+    pix_fmt: str | None = None
 
 
 @dataclass
@@ -61,6 +67,10 @@ class ColorizeReport:
     scene_cuts: int = 0
     seconds: float = 0.0
     notices: list[str] = field(default_factory=list)
+    # "planes" (luma kept, chroma computed) or "lab" (full-size Lab -> RGB)
+    composition: str = "lab"
+    # seconds each thread of the pipeline spent working, and the wall time they ran in ("wall")
+    thread_busy: dict[str, float] = field(default_factory=dict)
 
     @property
     def frames_per_second(self) -> float:
@@ -93,7 +103,12 @@ class FrameColorizer:
     ``process(batch)`` returns the frames that are finished (the smoother may
     hold the last few back); ``finish()`` returns the rest. Every frame that
     goes in comes out once, in order, with its pts, time base and alpha.
+    Frames given as planes (``VideoFrame.yuv``) come out as planes: their luma
+    as it came, chroma computed in the format ``output_planes`` picks.
     """
+
+    # (source planes, height, width) -> the planes to compose into, or None for RGB; None: the source's own
+    output_planes: Callable[[PlaneFormat, int, int], PlaneFormat | None] | None = None
 
     def __init__(self, colorizer: Colorizer, smooth: str = default("smooth"), radius: int = default("smooth_radius")):
         self.colorizer = colorizer
@@ -121,7 +136,7 @@ class FrameColorizer:
         cache-sized compose strips: 5.9 -> 6.9 fps).
         """
         with self.colorizer.stage("lightness"):
-            prepared = self.colorizer.prepare([frame.rgb for frame in frames])
+            prepared = self.colorizer.prepare([frame.picture for frame in frames])
             thumbnails = self._thumbnails(prepared.small_lightness)
         with self.colorizer.stage("smoothing"):
             new_shot = [self.detector.update(thumbnail) for thumbnail in thumbnails]
@@ -175,6 +190,8 @@ class FrameColorizer:
         """Ready frames (from ``advance`` / ``flush``) -> colorized frames, composed as one batch."""
         if not ready:
             return []
+        if ready[0][0].yuv is not None:
+            return self._compose_planes(ready)
         with self.colorizer.stage("compose"):
             rgb = self.colorizer.compose(
                 torch.stack([lightness for _, lightness, _, _ in ready]),
@@ -183,6 +200,24 @@ class FrameColorizer:
             )
         return [
             VideoFrame(rgb=rgb[i], pts=frame.pts, time_base=frame.time_base, alpha=frame.alpha, index=frame.index)
+            for i, (frame, _, _, _) in enumerate(ready)
+        ]
+
+    def _compose_planes(self, ready: list[tuple[VideoFrame, torch.Tensor, torch.Tensor, float]]) -> list[VideoFrame]:
+        """Frames given as planes: their luma kept, Cb/Cr computed at chroma resolution (RGB where the output needs it)."""
+        first = ready[0][0]
+        source = first.yuv.format
+        output = self.output_planes(source, *first.size) if self.output_planes is not None else source
+        with self.colorizer.stage("compose"):
+            luma = torch.stack([codes for _, codes, _, _ in ready])
+            ab = torch.stack([ab for _, _, ab, _ in ready])
+            if output is None:
+                lightness = self.colorizer.lightness_of_luma(luma, source)
+                rgb = self.colorizer.compose(lightness, ab, 65535.0 if source.bits > 8 else 255.0)
+                return [dataclasses.replace(frame, rgb=rgb[i], yuv=None) for i, (frame, _, _, _) in enumerate(ready)]
+            chroma = self.colorizer.compose_planes(luma, ab, source, output)
+        return [
+            dataclasses.replace(frame, yuv=YuvPlanes(convert_luma(frame.yuv.luma, source, output), output, chroma[i]))
             for i, (frame, _, _, _) in enumerate(ready)
         ]
 
@@ -215,16 +250,20 @@ def colorize_file(
         with VideoWriter(
             destination, reader, codec=options.codec, crf=options.crf, preset=options.preset,
             copy_audio=options.audio, copy_subtitles=options.audio, stream_format=options.stream_format,
-            **fields.writer_settings,
+            pix_fmt=options.pix_fmt, **fields.writer_settings,
         ) as writer:
-            watch = _DecodeWatch(reader)
+            # fields are split and woven back as RGB rows: an interlaced output keeps the Lab path
+            as_planes = keeps_luma_planes(reader, destination, options) and not fields.per_field
+            report.composition = "planes" if as_planes else "lab"
+            stream.output_planes = writer.planes_format
+            watch = _DecodeWatch(reader, as_planes)
             frames = watch.frames()
             if options.max_frames is not None:
                 frames = islice(frames, options.max_frames)
             filler = LostFrameFiller(writer, reader.decode_error_pts, progress)
             with torch_threads(options.threads or auto_threads(colorizer.device, options.overlap)):
                 run_stream(stream, fields.frames(frames), options.batch_size, fields.writer(filler.write),
-                           options.overlap)
+                           options.overlap, busy=report.thread_busy)
                 report.frames_read = watch.count
             if options.max_frames is None:
                 filler.finish()
@@ -241,6 +280,16 @@ def colorize_file(
             report.notices += watch.truncation_notice()  # reads the stream: before the reader closes
     report.seconds = time.perf_counter() - started
     return report
+
+
+def keeps_luma_planes(reader: VideoReader, destination: Path, options: ColorizeOptions) -> bool:
+    """Whether a run composes chroma planes beside the source's luma rather than full-size RGB.
+
+    Planes for a film written as a video; Lab -> RGB for stills, for outputs
+    with alpha and with ``exact_lab``.
+    """
+    return (not options.exact_lab and not reader.is_image and not reader.has_alpha
+            and output_kind(Path(destination)) == "video")
 
 
 def auto_threads(device: torch.device, overlap: bool = True) -> int:
@@ -276,33 +325,81 @@ class torch_threads:
             torch.set_num_threads(self.saved)
 
 
+# Bytes each queue between two threads of ``run_stream`` may hold: a few batches of
+# 1080p frames, whatever the batch size; 4K batches pass one at a time.
+QUEUE_BYTES = 96 << 20
+
+
+def _tensor_bytes(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, VideoFrame):
+        return value.nbytes
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(_tensor_bytes(getattr(value, item.name)) for item in dataclasses.fields(value))
+    return 0
+
+
 def run_stream(stream: FrameColorizer, frames: Iterable[VideoFrame], batch_size: int,
-               write: Callable[[list[VideoFrame]], None], overlap: bool = True) -> int:
+               write: Callable[[list[VideoFrame]], None], overlap: bool = True,
+               busy: dict[str, float] | None = None) -> int:
     """Push frames through ``stream`` and hand the finished ones, in order, to ``write``; returns frames read.
 
-    overlap: decode and L in a reader thread, composition and ``write`` (encode)
-    in a writer thread, the network and the smoother in this one: FFmpeg and
-    torch release the GIL, so the three run at the same time. The queues are
-    short (two batches), so memory stays bounded.
+    overlap: four threads, each on its own stage: decode and L (reader), the
+    network and the smoother (this one), composition (composer) and ``write``
+    (encoder). FFmpeg and torch release the GIL, so they run at the same time,
+    and neither composition nor the encoder waits for the other. Each queue
+    between them holds at most ``QUEUE_BYTES`` of frames and tensors, so
+    memory stays bounded whatever the resolution and batch size.
+    busy: filled with the seconds each thread worked (reader, network,
+    composer, encoder) and the wall time of the whole ("wall").
     """
     read = 0
+    started = time.perf_counter()
     if not overlap:
         for batch in batched(frames, batch_size):
             read += len(batch)
             write(stream.process(batch))
         write(stream.finish())
+        if busy is not None:
+            busy.update(network=time.perf_counter() - started, wall=time.perf_counter() - started)
         return read
 
     def prepared_batches():
         for batch in batched(frames, batch_size):
             yield batch, stream.prepare(batch)
 
-    with Prefetcher(prepared_batches(), depth=2) as batches, \
-            BackgroundWriter(lambda ready: write(stream.compose(ready)), depth=2) as output:
+    network = composing = 0.0
+
+    def compose(ready: list) -> list[VideoFrame]:
+        nonlocal composing
+        began = time.perf_counter()
+        composed = stream.compose(ready)
+        composing += time.perf_counter() - began
+        return composed
+
+    with Prefetcher(prepared_batches(), depth=None, max_bytes=QUEUE_BYTES, size_of=_tensor_bytes) as batches, \
+            BackgroundWriter(write, depth=None, name="facecolor-encoder", max_bytes=QUEUE_BYTES,
+                             size_of=_tensor_bytes) as encoder, \
+            BackgroundWriter(lambda ready: encoder.put(compose(ready)), depth=None, name="facecolor-composer",
+                             max_bytes=QUEUE_BYTES, size_of=_tensor_bytes) as composer:
         for batch, prepared in batches:
             read += len(batch)
-            output.put(stream.advance(batch, prepared))
-        output.put(stream.flush())
+            began = time.perf_counter()
+            ready = stream.advance(batch, prepared)
+            network += time.perf_counter() - began
+            composer.put(ready)
+        began = time.perf_counter()
+        ready = stream.flush()
+        network += time.perf_counter() - began
+        composer.put(ready)
+        composer.close()
+        encoder.close()
+    if busy is not None:
+        busy.update(reader=batches.busy_seconds, network=network, composer=composing,
+                    encoder=encoder.busy_seconds, wall=time.perf_counter() - started)
     return read
 
 
@@ -352,8 +449,7 @@ class LostFrameFiller:
             if pts is None:
                 continue
             source = self._previous if self._previous is not None else frame
-            self.writer.write(VideoFrame(rgb=source.rgb, pts=pts, time_base=frame.time_base, alpha=source.alpha,
-                                         index=source.index))
+            self.writer.write(dataclasses.replace(source, pts=pts, time_base=frame.time_base))
             self.filled += 1
             count += 1
         return count
@@ -362,14 +458,15 @@ class LostFrameFiller:
 class _DecodeWatch:
     """Passes the reader's frames on and remembers where decoding stopped, to tell a truncated file."""
 
-    def __init__(self, reader: VideoReader):
+    def __init__(self, reader: VideoReader, as_planes: bool = False):
         self.reader = reader
+        self.as_planes = as_planes
         self.count = 0
         self.end: Fraction | None = None  # end time (seconds) of the last frame decoded
 
     def frames(self) -> Iterator[VideoFrame]:
         period = 1 / self.reader.frame_rate
-        for frame in self.reader.frames():
+        for frame in self.reader.frames(as_planes=self.as_planes):
             self.count += 1
             if frame.time is not None:
                 self.end = frame.time + period

@@ -43,6 +43,16 @@ from .streams import (
     plan_streams,
     read_first_packets,
 )
+from .planes import (
+    AVCOL_RANGE_JPEG,
+    AVCOL_RANGE_MPEG,
+    AVCOL_SPC,
+    PlaneFormat,
+    YuvPlanes,
+    decoded_planes,
+    plane_format,
+    to_av_frame,
+)
 
 # The path that means stdin (as input) or stdout (as output).
 STDIO = "-"
@@ -62,13 +72,32 @@ class VideoFrame:
     pts: presentation timestamp in time_base units (None if the source has none).
     alpha: H x W, same dtype as rgb, for sources with transparency; else None.
     index: position in decode output order, counting from 0.
+    yuv: the picture as planes instead of rgb (then rgb is None): the luma as
+    decoded and, once colorized, the chroma (``VideoReader.frames(as_planes=True)``).
     """
 
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     pts: int | None = None
     time_base: Fraction | None = None
     alpha: np.ndarray | None = None
     index: int = 0
+    yuv: YuvPlanes | None = None
+
+    @property
+    def picture(self) -> np.ndarray | YuvPlanes:
+        """What the frame holds: its planes, or else its RGB array."""
+        return self.yuv if self.yuv is not None else self.rgb
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return (self.yuv.height, self.yuv.width) if self.yuv is not None else self.rgb.shape[:2]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of picture the frame holds (queues are bounded by it)."""
+        alpha = self.alpha.nbytes if self.alpha is not None else 0
+        return alpha + (self.yuv.nbytes if self.yuv is not None else self.rgb.nbytes)
 
     @property
     def time(self) -> Fraction | None:
@@ -296,8 +325,13 @@ class VideoReader:
     def subtitle_streams(self) -> list[StreamInfo]:
         return [_stream_info(stream) for stream in self._container.streams.subtitles]
 
-    def frames(self, start_pts: int | None = None) -> Iterator[VideoFrame]:
+    def frames(self, start_pts: int | None = None, as_planes: bool = False,
+               keep_chroma: bool = False) -> Iterator[VideoFrame]:
         """Yield every frame in presentation order, from start_pts if given.
+
+        as_planes: frames carry their luma plane as decoded (``VideoFrame.yuv``)
+        instead of an RGB conversion; for a video output that keeps it.
+        keep_chroma: with as_planes, the source's chroma planes too (to re-encode them as they are).
 
         start_pts is in time_base units: the reader seeks to the keyframe at or
         before it and skips the frames before it. Packets the decoder rejects
@@ -316,7 +350,10 @@ class VideoReader:
                 continue
             if index == 0 and self._rotation is None:
                 self._rotation = int(frame.rotation)
-            yield decoded_to_video_frame(frame, index)
+            if as_planes:
+                yield VideoFrame(None, frame.pts, frame.time_base, None, index, yuv=decoded_planes(frame, keep_chroma))
+            else:
+                yield decoded_to_video_frame(frame, index)
             index += 1
         if index == 0 and self.decode_errors:
             raise DecodeError(f"{self.path}: no frame could be decoded ({self.decode_errors} packets rejected)")
@@ -504,6 +541,7 @@ class VideoWriter:
         options: dict[str, str] | None = None,
         time_base=None,
         stream_format: str | None = None,
+        pix_fmt: str | None = None,
     ):
         self.path = Path(path)
         # "-": a stream to stdout in stream_format (nut, mkv, ts, mp4, mov), written as it goes
@@ -519,6 +557,8 @@ class VideoWriter:
         self.time_base = Fraction(time_base) if time_base else (
             template.time_base if template is not None else 1 / self.frame_rate)
         self.options = dict(options or {})
+        # the encoder's pixel format for a video output (None: 4:2:0, 4:4:4 at odd sizes, 10-bit for deep sources)
+        self.pix_fmt = pix_fmt
         self.notices: list[str] = []
         self.frames_written = 0
         # Frames whose pts was missing or not after the previous one, and was moved.
@@ -536,6 +576,25 @@ class VideoWriter:
         note = self.stream_plan.note(self.path)
         if note:
             self.notices.append(note)
+        if pix_fmt is not None and self.kind == "video":
+            supported = {fmt.name for fmt in (av.codec.Codec(codec, "w").video_formats or ())}
+            if supported and pix_fmt not in supported:
+                raise OutputError(f"{self.path}: the {codec} encoder cannot write pixel format {pix_fmt!r}")
+
+    def planes_format(self, source: PlaneFormat, height: int, width: int) -> PlaneFormat | None:
+        """The planes this writer encodes frames of ``source`` into without swscale, or None when it cannot.
+
+        The output keeps the source's matrix and range, so its luma codes are the
+        source's; its subsampling and depth are the encoder's pixel format.
+        """
+        if self.kind != "video":
+            return None
+        pix_fmt = self.pix_fmt or _video_pix_fmt(self.codec, width, height, source.bits > 8)
+        layout = plane_format(pix_fmt)
+        if layout is None:
+            return None
+        # a yuvj format is full range by name: the source's codes are then mapped onto it
+        return layout.with_signal(source.matrix, layout.full_range or source.full_range)
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -555,9 +614,13 @@ class VideoWriter:
         if self._container is None:
             self._open(frame)
         self._check_size(frame)
-        av_frame = _to_av_frame(frame)
-        if self.kind == "video":
+        if frame.yuv is not None:
+            av_frame = self._planes_frame(frame)
+        else:
+            av_frame = _to_av_frame(frame)
+        if self.kind == "video" and frame.yuv is None:
             av_frame = av_frame.reformat(format=self._stream.pix_fmt, dst_colorspace="ITU601", dst_color_range="MPEG")
+        if self.kind == "video":
             av_frame.pts = self._next_pts(frame)
             av_frame.time_base = self.time_base
         try:
@@ -602,16 +665,27 @@ class VideoWriter:
         if not self.to_stdout:
             self.temporary_path.unlink(missing_ok=True)
 
+    def _planes_frame(self, frame: VideoFrame) -> av.VideoFrame:
+        """The frame's planes as they are when they are in the stream's format; else converted (swscale)."""
+        av_frame = to_av_frame(frame.yuv)
+        if self.kind == "video" and frame.yuv.format.pix_fmt == self._stream.pix_fmt:
+            return av_frame
+        if self.kind == "video":
+            return av_frame.reformat(format=self._stream.pix_fmt, dst_colorspace="ITU601", dst_color_range="MPEG")
+        return av_frame.reformat(format="rgb48le" if frame.yuv.format.bits > 8 else "rgb24")
+
     def _open(self, first: VideoFrame) -> None:
-        height, width = first.rgb.shape[:2]
+        height, width = first.size
         if self.template is not None:
             width, height = self.template.width, self.template.height
-        deep = first.rgb.dtype == np.uint16
+        deep = first.yuv.format.bits > 8 if first.yuv is not None else first.rgb.dtype == np.uint16
         try:
             if self.kind == "image":
                 self._open_image(width, height, deep, first.alpha is not None)
             else:
                 self._open_video(width, height, deep)
+                if first.yuv is not None:
+                    self._tag_planes(first.yuv.format)
         except (av.FFmpegError, ValueError, OSError) as error:
             self.abort()
             raise EncodeError(f"{self.path}: cannot start writing ({_reason(error)})") from None
@@ -631,7 +705,7 @@ class VideoWriter:
         options = encoder_options(self.codec, self.crf, self.preset)
         stream = self._container.add_stream(self.codec, rate=self.frame_rate, options={**options, **self.options})
         stream.width, stream.height = width, height
-        stream.pix_fmt = _video_pix_fmt(self.codec, width, height, deep)
+        stream.pix_fmt = self.pix_fmt or _video_pix_fmt(self.codec, width, height, deep)
         stream.time_base = stream.codec_context.time_base = self.time_base
         stream.codec_context.colorspace = _AVCOL_SPC_SMPTE170M
         stream.codec_context.color_range = _AVCOL_RANGE_MPEG
@@ -647,8 +721,14 @@ class VideoWriter:
         return plan_for(self.template, self.container_format, self.path,
                         self.copy_audio, self.copy_subtitles)
 
+    def _tag_planes(self, layout: PlaneFormat) -> None:
+        """Frames given as planes in the stream's format go in as they are: tag their matrix and range."""
+        if layout.pix_fmt == self._stream.pix_fmt:
+            self._stream.codec_context.colorspace = AVCOL_SPC[layout.matrix]
+            self._stream.codec_context.color_range = AVCOL_RANGE_JPEG if layout.full_range else AVCOL_RANGE_MPEG
+
     def _check_size(self, frame: VideoFrame) -> None:
-        height, width = frame.rgb.shape[:2]
+        height, width = frame.size
         if (width, height) != (self._stream.width, self._stream.height):
             raise EncodeError(
                 f"{self.path}: frame {frame.index} is {width}x{height}, the output is {self._stream.width}x{self._stream.height}"

@@ -14,6 +14,7 @@ them (see ``pipeline``):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -26,9 +27,11 @@ import torch.nn.functional as F
 
 from ..devices import autocast_dtype, resolve_device, usable_cores
 from ..errors import WeightsError
+from ..media.planes import PlaneFormat, YuvPlanes
 from ..settings import default
 from . import weights as weights_registry
 from .backbone import GlobalFeatures, build_global_features
+from .chroma import ChromaComposer, lightness_from_luma
 from .color import (
     _EPSILON,
     _KAPPA,
@@ -55,11 +58,16 @@ def _no_stage(name: str) -> AbstractContextManager:
 
 @dataclass
 class PreparedBatch:
-    """Luminance of a batch of frames: full resolution (N, 1, H, W) and render size (N, 1, h, w)."""
+    """Luminance of a batch of frames: full resolution (N, 1, H, W) and render size (N, 1, h, w).
+
+    For RGB frames ``lightness`` is L (float); for frames given as planes it is
+    their luma codes as decoded (integers, ``luma_format`` says how to read them).
+    """
 
     lightness: torch.Tensor
     small_lightness: torch.Tensor
     max_value: float  # 255 or 65535: the depth the frames came in and go out with
+    luma_format: PlaneFormat | None = None
 
 
 def load_head(model: str | Path = weights_registry.DEFAULT_MODEL) -> tuple[ColorizationNet, dict]:
@@ -153,6 +161,8 @@ class Colorizer:
         # threads that run parts of the head's batch (see _run_head), made on first use
         self._head_pool: ThreadPoolExecutor | None = None
         self._head_pool_size = usable_cores()
+        # one ChromaComposer per composing thread: each keeps its own CUDA stream and host buffer
+        self._composers = threading.local()
 
     # ------------------------------------------------------------------ steps
     def to_tensor(self, frames: list[np.ndarray] | np.ndarray) -> tuple[torch.Tensor, float]:
@@ -167,7 +177,10 @@ class Colorizer:
         return rgb, max_value
 
     @torch.no_grad()
-    def prepare(self, frames: list[np.ndarray] | np.ndarray) -> PreparedBatch:
+    def prepare(self, frames: list[np.ndarray] | np.ndarray | list[YuvPlanes]) -> PreparedBatch:
+        """RGB frames (H x W x 3) or decoded planes (``YuvPlanes``) -> their L at full and render size."""
+        if isinstance(frames, list) and frames and isinstance(frames[0], YuvPlanes):
+            return self._prepare_planes(frames)
         stacked = np.stack(frames) if isinstance(frames, list) else frames
         if stacked.dtype == np.uint8:
             lightness, max_value = self._lightness_8bit(stacked), 255.0
@@ -180,6 +193,36 @@ class Colorizer:
         if small_shape != (height, width):
             small = F.interpolate(lightness, size=small_shape, mode="area")
         return PreparedBatch(lightness, small, max_value)
+
+    def _prepare_planes(self, pictures: list[YuvPlanes]) -> PreparedBatch:
+        """Luma planes -> the luma codes as they are (for ``compose_planes``) and L at the render size.
+
+        The model sees the source read as gray, as on the RGB path: each luma
+        code is looked up as L, and L is averaged down to the render size.
+        """
+        layout = pictures[0].format
+        stacked = np.stack([picture.luma for picture in pictures])[:, None]
+        # uint16 has no torch arithmetic on every device: go through int32
+        luma = torch.from_numpy(stacked.astype(np.int32) if stacked.dtype == np.uint16 else stacked)
+        if self.device.type == "cuda":
+            luma = luma.pin_memory().to(self.device, non_blocking=True)
+        height, width = luma.shape[-2:]
+        small_shape = render_shape(height, width, self.render_size)
+        small = self.lightness_of_luma(luma, layout)
+        if small_shape != (height, width):
+            small = F.interpolate(small, size=small_shape, mode="area")
+        return PreparedBatch(luma, small, float(layout.max_code), luma_format=layout)
+
+    def lightness_of_luma(self, luma: torch.Tensor, layout: PlaneFormat) -> torch.Tensor:
+        """Luma codes of ``layout`` (integers, any shape) -> L of the picture read as gray, float32."""
+        return lightness_from_luma(luma, self._composer().table(layout))
+
+    def _composer(self) -> ChromaComposer:
+        composer = getattr(self._composers, "composer", None)
+        if composer is None:
+            strip_pixels = COMPOSE_STRIP_PIXELS if self.device.type == "cpu" else COMPOSE_STRIP_PIXELS_GPU
+            composer = self._composers.composer = ChromaComposer(self.device, strip_pixels)
+        return composer
 
     def _lightness_8bit(self, stacked: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3) uint8 -> L (N, 1, H, W): ``rgb_to_lightness`` with the gamma curve as a 256-entry table.
@@ -345,6 +388,18 @@ class Colorizer:
             scaled = rgb.mul_(max_value).round_().permute(0, 2, 3, 1)
             result[:, strip] = (scaled.to(torch.int32) if deep else scaled.to(torch.uint8)).cpu().numpy()
         return result
+
+    @torch.no_grad()
+    def compose_planes(self, luma: torch.Tensor, ab: torch.Tensor, luma_format: PlaneFormat,
+                       output: PlaneFormat) -> np.ndarray:
+        """Luma codes (N, 1, H, W) read as ``luma_format`` + a*b* -> Cb/Cr planes (N, 2, Hc, Wc) of ``output``.
+
+        The output's luma is the source's: its codes are read with the source's
+        depth and range, and only the chroma planes are computed, in ``output``'s
+        subsampling, depth, matrix and range.
+        """
+        composer = self._composer()
+        return self._chunked(lambda codes, chroma: composer.compose(codes, chroma, luma_format, output), luma, ab)
 
     def colorize(self, frames: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """Colorize a batch of frames (H x W x 3, uint8 or uint16, same size) with no temporal smoothing."""
