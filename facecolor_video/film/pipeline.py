@@ -23,7 +23,7 @@ from ..media.fields import plan_fields
 from ..media.outputs import check_output_path, output_kind
 from ..media.planes import PlaneFormat, YuvPlanes, convert_luma
 from ..media.prefetch import BackgroundWriter, Prefetcher
-from ..media.video import VideoFrame, VideoReader, VideoWriter
+from ..media.video import STDIO, VideoFrame, VideoReader, VideoWriter
 from ..model.colorizer import Colorizer, PreparedBatch
 from ..settings import default
 from .temporal import SceneCutDetector, TemporalSmoother
@@ -289,7 +289,7 @@ def keeps_luma_planes(reader: VideoReader, destination: Path, options: ColorizeO
     with alpha and with ``exact_lab``.
     """
     return (not options.exact_lab and not reader.is_image and not reader.has_alpha
-            and output_kind(Path(destination)) == "video")
+            and (str(destination) == STDIO or output_kind(Path(destination)) == "video"))
 
 
 def auto_threads(device: torch.device, overlap: bool = True) -> int:
