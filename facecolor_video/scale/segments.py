@@ -47,6 +47,7 @@ from ..film.pipeline import (
     FrameColorizer,
     batched,
     colorize_file,
+    film_references,
 )
 from ..film.temporal import SceneCutDetector
 from ..media.outputs import VIDEO_CONTAINERS, check_output_path
@@ -216,7 +217,8 @@ def run_segment(job: SegmentJob, colorizer, work_dir: str | Path | None = None) 
     started = time.perf_counter()
     output = segment_path(work_dir, segment.index, job.suffix)
     with VideoReader(job.source) as reader:
-        stream = FrameColorizer(colorizer, options.smooth, options.smooth_radius)
+        stream = FrameColorizer(colorizer, options.smooth, options.smooth_radius,
+                                reference=film_references(colorizer, options, reader))
         frames = reader.frames(start_pts=segment.decode_from_pts) if segment.decode_from else reader.frames()
         written: list[int] = []
         with VideoWriter(output, reader, codec=options.codec, crf=options.crf, preset=options.preset,
@@ -296,9 +298,18 @@ def work_key(source, colorizer_settings: dict, options: ColorizeOptions, segment
     """Hash of what the segment files depend on: the input and every setting that changes pixels."""
     settings = {k: (str(v) if v is not None else None) for k, v in sorted(colorizer_settings.items())}
     encoded = {k: getattr(options, k) for k in ("batch_size", "smooth", "smooth_radius", "codec", "crf", "preset")}
+    encoded["references"] = reference_identity(options)
     material = {"version": PLAN_VERSION, "input": input_identity(source), "colorizer": settings,
                 "encode": encoded, "segment_seconds": float(segment_seconds)}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reference_identity(options: ColorizeOptions) -> list:
+    """What the colours of a run with references depend on: each reference file's identity and start."""
+    from ..film.reference import reference_images
+
+    entries = reference_images(options.reference, options.references)
+    return [[start, str(path), input_identity(path)] for start, path in entries] + [options.reference_all_shots]
 
 
 def prepare_work_folder(folder: Path, key: str, resume: bool) -> set[int]:
@@ -528,7 +539,8 @@ def _prepare_film(source, destination, colorizer_settings, options, segment_seco
     if is_image:
         return None
     align = math.lcm(max(1, options.batch_size), max(1, global_every))
-    tail = options.smooth_radius if options.smooth == "window" else 0
+    # the tail reaches the next global-feature anchor: the frames before it interpolate towards it
+    tail = (options.smooth_radius if options.smooth == "window" else 0) + max(1, global_every)
     plan = plan_segments(source, segment_seconds, lead_in_frames(options, global_every), tail, align)
     folder = work_folder(destination)
     key = work_key(source, colorizer_settings, options, segment_seconds)

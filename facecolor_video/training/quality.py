@@ -6,7 +6,8 @@ to two baselines from the same run: gray itself and the constant mean a*b* of
 the training faces. Clips: every frame the same way through the film pipeline
 (temporal smoothing included), plus the excess flicker: how much more a*b*
 changes between consecutive frames at pixels whose luminance barely changes
-than it does in the colour original.
+than it does in the colour original, and the CDC (colour distribution
+consistency) of the output and of the original.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..media.video import VideoFrame, VideoReader
 from ..model.color import rgb_to_lab
 from ..model.colorizer import Colorizer
 from .evaluate import evaluate, format_table, iter_images, results_to_json, to_gray_rgb
+from .metrics import color_distribution_consistency
 
 # Mean a*b* of the training face crops (utkface/train, 400 evenly spaced images):
 # the "constant colour" baseline a model has to beat.
@@ -81,8 +83,8 @@ def _lab_frames(frames: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int, batch_size: int,
-                    limit: int | None = None) -> EvalResult:
-    """One colour clip: gray it, colorize it as a film, compare frame by frame; flicker too."""
+                    limit: int | None = None, global_blend: str = "interpolate") -> EvalResult:
+    """One colour clip: gray it, colorize it as a film, compare frame by frame; flicker and CDC too."""
     started = time.perf_counter()
     originals, grays = [], []
     with VideoReader(video) as reader:
@@ -92,7 +94,7 @@ def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int,
             grays.append(VideoFrame(rgb=to_gray_rgb(rgb), pts=frame.pts, time_base=frame.time_base, index=frame.index))
             if limit and len(originals) >= limit:
                 break
-    stream = FrameColorizer(colorizer, smooth, radius)
+    stream = FrameColorizer(colorizer, smooth, radius, global_blend=global_blend)
     outputs = []
     for batch in batched(grays, batch_size):
         outputs += [frame.rgb for frame in stream.process(batch)]
@@ -109,6 +111,7 @@ def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int,
     }
     extra = {"smooth": smooth, "smooth_radius": radius, "frames": len(outputs),
              "model_psnr": model_psnr, "gray_psnr": gray_psnr, "excess_flicker": float(excess_flicker),
+             "cdc": color_distribution_consistency(outputs), "original_cdc": color_distribution_consistency(originals),
              "scene_cuts": stream.scene_cuts}
     return EvalResult(f"video: {video} ({len(outputs)} frames, --smooth {smooth})", _fill(results), extra)
 
