@@ -47,8 +47,8 @@ def _batch(cuts, anchors, values):
     return AnalyzedBatch(None, list(cuts), vectors, list(anchors))
 
 
-def _settle(blend, batches):
-    shots = ShotGlobalFeatures(blend)
+def _settle(blend, batches, window=1):
+    shots = ShotGlobalFeatures(blend, anchor_window=window)
     settled = []
     for batch in batches:
         settled += shots.push([None] * len(batch.new_shot), batch)
@@ -76,13 +76,21 @@ def test_interpolation_between_anchors_and_reset_at_cut():
     assert values[10:] == pytest.approx([100, 102, 104, 104])
 
 
+def test_anchor_window_averages_the_shots_last_anchors():
+    values = _settle("interpolate", SCHEDULE, window=2)
+    # anchor values: 0, (0 + 4) / 2, (4 + 12) / 2; linear between them; held after the last
+    assert values[:10] == pytest.approx([0, 0.5, 1, 1.5, 2, 3.5, 5, 6.5, 8, 8])
+    # the window never reaches back over the cut
+    assert values[10:] == pytest.approx([100, 101, 102, 102])
+
+
 def test_hold_steps_at_anchors():
     values = _settle("hold", SCHEDULE)
     assert values[:10] == pytest.approx([0, 0, 0, 0, 4, 4, 4, 4, 12, 12])
 
 
 def test_batches_wait_for_the_next_anchor():
-    shots = ShotGlobalFeatures("interpolate")
+    shots = ShotGlobalFeatures("interpolate", anchor_window=1)
     assert shots.push([None] * 3, SCHEDULE[0]) == []  # frames 1, 2 need the anchor at 4
     released = shots.push([None] * 3, SCHEDULE[1])
     assert len(released) == 1  # the first batch; the second still waits for 8

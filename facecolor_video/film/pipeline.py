@@ -24,7 +24,7 @@ from ..media.video import VideoFrame, VideoReader, VideoWriter
 from ..model.colorizer import Colorizer, PreparedBatch
 from ..settings import default
 from .reference import ReferenceColorizer, load_references
-from .shot_features import ShotGlobalFeatures
+from .shot_features import ANCHOR_WINDOW, ShotGlobalFeatures
 from .temporal import SceneCutDetector, TemporalSmoother
 
 
@@ -103,13 +103,14 @@ class FrameColorizer:
     """
 
     def __init__(self, colorizer: Colorizer, smooth: str = default("smooth"), radius: int = default("smooth_radius"),
-                 global_blend: str = "interpolate", reference: ReferenceColorizer | None = None):
+                 global_blend: str = "interpolate", reference: ReferenceColorizer | None = None,
+                 anchor_window: int = ANCHOR_WINDOW):
         self.colorizer = colorizer
         self.reference = reference
         self.colorizer.reset()
         # one detector decides the shots, for the smoother and for the global features alike
         self.detector = SceneCutDetector()
-        self.shot_features = ShotGlobalFeatures(global_blend)
+        self.shot_features = ShotGlobalFeatures(global_blend, anchor_window)
         self._anchored = False  # the stream's first frame is an anchor
         self.smoother = TemporalSmoother(mode=smooth, radius=radius, detector=None)
         self.waiting: deque[tuple[VideoFrame, torch.Tensor, float]] = deque()  # frame, full-size L, depth

@@ -18,23 +18,25 @@ smoothing numbers): interpolation removed the steps and kept PSNR.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 # How the global vector of a frame between two anchors is made:
-#   hold: the last anchor's vector (steps at every anchor);
-#   interpolate: linear between the anchors before and after;
-#   mean: the mean of the shot's anchors so far, held between them.
-BLENDS = ("interpolate", "hold", "mean")
+#   hold: the last anchor's value (steps at every anchor: the former behaviour);
+#   interpolate: linear between the values of the anchors before and after.
+BLENDS = ("interpolate", "hold")
+# An anchor's value: the mean of the shot's last ANCHOR_WINDOW anchors' vectors, itself included.
+ANCHOR_WINDOW = 4
 
 
 @dataclass
 class _Pending:
     frames: list
     analyzed: Any  # pipeline.AnalyzedBatch: new_shot, anchors, global_vectors of the anchors only
-    vectors: list  # per frame: its settled global vector, or None while the next anchor is unknown
+    vectors: list  # per frame: its settled global vector, or None while it waits for later anchors
 
 
 class ShotGlobalFeatures:
@@ -44,18 +46,23 @@ class ShotGlobalFeatures:
     holds the vectors of its anchor frames only (``analyzed.anchors`` says
     which) and returns the batches now settled, in order, each with
     ``global_vectors`` (N, C) for all its frames. ``flush()`` settles the rest.
+
+    anchor_window: each anchor's value is the mean of the vectors of the
+    shot's last ``anchor_window`` anchors (1: its own), which calms features
+    that wobble from anchor to anchor. Causal, so a segment decoded from a seek
+    needs ``anchor_window`` anchors of lead-in to give the same values.
     """
 
-    def __init__(self, blend: str = "interpolate"):
+    def __init__(self, blend: str = "interpolate", anchor_window: int = ANCHOR_WINDOW):
         if blend not in BLENDS:
             raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
         self.blend = blend
+        self.anchor_window = max(1, int(anchor_window))
         self._pending: list[_Pending] = []
         self._position = 0  # stream position of the next frame pushed
-        self._anchor: tuple[int, torch.Tensor] | None = None  # last anchor of the shot: position, value
-        self._shot_sum: torch.Tensor | None = None
-        self._shot_anchors = 0
-        self._open: list[tuple[_Pending, int, int]] = []  # frames waiting for the next anchor: batch, slot, position
+        self._anchors: list[tuple[int, torch.Tensor]] = []  # the current shot's anchors: position, vector
+        self._closed = False
+        self._open: list[tuple[_Pending, int, int]] = []  # frames of the shot still unsettled: batch, slot, position
 
     def push(self, frames: list, analyzed) -> list[tuple[list, Any]]:
         entry = _Pending(frames, analyzed, [None] * len(frames))
@@ -67,14 +74,12 @@ class ShotGlobalFeatures:
             if cut:
                 self._close_shot()
             if is_anchor:
-                self._add_anchor(position, next(anchor_values).float())
-                entry.vectors[slot] = self._anchor[1]
-            elif self._anchor is None:
+                self._anchors.append((position, next(anchor_values).float()))
+            elif not self._anchors:
                 raise ValueError("the first frame of a stream and of each shot must be an anchor")
-            elif self.blend == "interpolate":
-                self._open.append((entry, slot, position))
-            else:
-                entry.vectors[slot] = self._anchor[1]
+            self._open.append((entry, slot, position))
+            if is_anchor or self.blend != "interpolate":
+                self._settle()
         return self._release()
 
     def flush(self) -> list[tuple[list, Any]]:
@@ -84,27 +89,38 @@ class ShotGlobalFeatures:
         self._position = 0
         return released
 
-    def _add_anchor(self, position: int, value: torch.Tensor) -> None:
-        if self.blend == "mean":
-            self._shot_sum = value if self._shot_sum is None else self._shot_sum + value
-            self._shot_anchors += 1
-            value = self._shot_sum / self._shot_anchors
-        if self._anchor is not None and self._open:
-            start_position, start_value = self._anchor
-            for entry, slot, frame_position in self._open:
-                weight = (frame_position - start_position) / (position - start_position)
-                entry.vectors[slot] = torch.lerp(start_value, value, weight)
-        self._open = []
-        self._anchor = (position, value)
-
     def _close_shot(self) -> None:
-        # frames after the shot's last anchor keep its vector: there is no later one in this shot
-        if self._anchor is not None:
-            for entry, slot, _ in self._open:
-                entry.vectors[slot] = self._anchor[1]
-        self._open = []
-        self._anchor = None
-        self._shot_sum, self._shot_anchors = None, 0
+        # the shot's last anchors are final: there is no later one in this shot
+        self._closed = True
+        self._settle()
+        assert not self._open
+        self._anchors, self._closed = [], False
+
+    def _value(self, k: int) -> torch.Tensor:
+        """Anchor k's value (the shot's anchors up to k are known)."""
+        if self.anchor_window == 1:
+            return self._anchors[k][1]
+        window = self._anchors[max(0, k - self.anchor_window + 1):k + 1]
+        return torch.stack([vector for _, vector in window]).mean(dim=0)
+
+    def _settle(self) -> None:
+        positions = [position for position, _ in self._anchors]
+        still_open = []
+        for entry, slot, position in self._open:
+            k = bisect.bisect_right(positions, position) - 1  # the last anchor at or before the frame
+            vector = self._value(k)
+            if position != positions[k] and self.blend == "interpolate":
+                if k + 1 < len(positions):
+                    weight = (position - positions[k]) / (positions[k + 1] - positions[k])
+                    vector = torch.lerp(vector, self._value(k + 1), weight)
+                elif not self._closed:
+                    vector = None  # the next anchor is still to come
+            if vector is None:
+                still_open.append((entry, slot, position))
+            else:
+                entry.vectors[slot] = vector
+        self._open = still_open
+        del self._anchors[:-(self.anchor_window + 1)]  # older anchors no longer count
 
     def _release(self) -> list[tuple[list, Any]]:
         released = []

@@ -49,6 +49,7 @@ from ..film.pipeline import (
     colorize_file,
     film_references,
 )
+from ..film.shot_features import ANCHOR_WINDOW
 from ..film.temporal import SceneCutDetector
 from ..media.outputs import VIDEO_CONTAINERS, check_output_path
 from ..media.video import VideoReader, VideoWriter, _PacketCopier, _temporary_path
@@ -112,11 +113,11 @@ def scan_packets(path: str | Path) -> tuple[list[int | None], set[int], Fraction
 def lead_in_frames(options: ColorizeOptions, global_every: int) -> int:
     """Frames before a segment's first frame that make its state equal to a run from the start.
 
-    Detector history + 1 (its cut decisions), global_every (the last global
-    features before the segment), the smoother radius (its window), and the
-    EMA memory where used.
+    Detector history + 1 (its cut decisions), the anchors whose global
+    features the first frames average (ANCHOR_WINDOW of them, global_every
+    apart), the smoother radius (its window), and the EMA memory where used.
     """
-    lead = SceneCutDetector().history + 1 + max(1, global_every)
+    lead = SceneCutDetector().history + 1 + ANCHOR_WINDOW * max(1, global_every)
     if options.smooth == "window":
         lead += options.smooth_radius
     elif options.smooth == "ema":
