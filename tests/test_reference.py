@@ -9,8 +9,17 @@ from PIL import Image
 
 from facecolor_video.cli import execute
 from facecolor_video.errors import InputError
-from facecolor_video.film.pipeline import ColorizeOptions, FrameColorizer, batched, colorize_file
-from facecolor_video.film.reference import ReferenceColorizer, parse_timecode, read_references_file
+from facecolor_video.film.pipeline import (
+    ColorizeOptions,
+    FrameColorizer,
+    batched,
+    colorize_file,
+)
+from facecolor_video.film.reference import (
+    ReferenceColorizer,
+    parse_timecode,
+    read_references_file,
+)
 from facecolor_video.media.video import VideoFrame
 from facecolor_video.model.colorizer import Colorizer
 from facecolor_video.scale.segments import colorize_segmented
@@ -68,6 +77,12 @@ def test_reference_with_the_true_colours_improves_them(colorizer):
     assert gain > 3.0, f"{gain:.2f} dB"
     # the later frames moved away from the reference and still gain
     assert _psnr(frames[-1].rgb, guided[-1]) > _psnr(frames[-1].rgb, automatic[-1]) + 3.0
+
+
+def test_library_colorize_takes_a_reference(colorizer):
+    picture = _colour_picture(7)[:48, :64]
+    gray = to_gray_rgb(picture)[None]
+    assert _psnr(picture, colorizer.colorize(gray, reference=picture)[0]) > _psnr(picture, colorizer.colorize(gray)[0]) + 3
 
 
 def test_reference_does_not_cross_a_cut(colorizer):
@@ -138,7 +153,7 @@ def test_segmented_run_with_a_reference_equals_the_single_run(tmp_path, colorize
                               reference_all_shots=True)
     single, segmented = tmp_path / "single.mp4", tmp_path / "segmented.mp4"
     colorize_file(clip, single, colorizer, options)
-    settings = dict(render_size=48, global_every=4, device="cpu")
+    settings = {"render_size": 48, "global_every": 4, "device": "cpu"}
     report = colorize_segmented(clip, segmented, settings, options, 0.4, colorizer=colorizer)
     assert report.segments >= 3
 
