@@ -86,6 +86,29 @@ def _segment_options(function):
     return function
 
 
+def _reference_options(function):
+    """Colour from a reference: one image for the whole input, or a file of timed references."""
+    for decorator in reversed([
+        click.option("--reference", metavar="IMAGE",
+                     help="take colours from this photo (a poster, a costume photo, a colour frame) where the "
+                          "picture matches it; shots unlike it keep the automatic colours"),
+        click.option("--references", metavar="FILE",
+                     help="a text file of 'timecode image' lines (seconds, MM:SS or HH:MM:SS): each reference "
+                          "applies from its timecode on"),
+        click.option("--reference-all-shots", is_flag=True,
+                     help="apply the reference to every shot, also to those that do not resemble it"),
+    ]):
+        function = decorator(function)
+    return function
+
+
+def _check_references(reference, references) -> None:
+    """Fail before any work when a reference or the references file is unusable (one line naming the file)."""
+    from .film.reference import reference_images
+
+    reference_images(reference, references)
+
+
 def _make_colorizer(model, device, precision, render_size, global_every, chroma_gain):
     from .model.colorizer import Colorizer
 
@@ -111,26 +134,30 @@ def main():
 @_film_options
 @_composition_options
 @_segment_options
+@_reference_options
 @_colorizer_options
 def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, batch_size, smooth, smooth_radius, codec, crf,
-             preset, no_audio, quiet, exact_lab, pix_fmt, resume, workers, segment_seconds, ray_address,
-             **colorizer_settings):
+             preset, no_audio, quiet, exact_lab, pix_fmt, resume, workers, segment_seconds, ray_address, reference,
+             references, reference_all_shots, **colorizer_settings):
     """Colorize IN into OUT, or many inputs into --output-dir. IN or OUT may be - (stdin, stdout).
 
     \b
       facecolor-video colorize old_film.mp4 film_color.mp4
       facecolor-video colorize a.jpg b.png --output-dir colour/
       ffmpeg -i reel.vob -f nut - | facecolor-video colorize - - --format nut | ffmpeg -i - reel.mkv
+      facecolor-video colorize old_film.mp4 film_color.mp4 --reference poster.jpg
     """
     from .film.pipeline import ColorizeOptions
     from .scale.batch import colorize_many, plan_outputs
 
     jobs = plan_outputs(paths, output_dir, output_format)
+    _check_references(reference, references)
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
                               crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite,
                               deinterlace="ivtc" if ivtc else deinterlace,
                               stream_format=output_format if output_dir is None else None,
-                              exact_lab=exact_lab, pix_fmt=pix_fmt)
+                              exact_lab=exact_lab, pix_fmt=pix_fmt, reference=reference,
+                              references=references, reference_all_shots=reference_all_shots)
     if resume or workers > 1 or ray_address:
         from .scale.batch import colorize_many_segmented
 
@@ -205,13 +232,17 @@ def train(data_dirs, val_dirs, run_dir, mix, quiet, resume, init, **settings):
 @click.option("--smooth", type=click.Choice(SMOOTH_MODES), default=SETTINGS["smooth"].default, show_default=True)
 @_option("smooth_radius")
 @_option("batch_size")
+@click.option("--reference-first-frame", is_flag=True,
+              help="--video: colour the clip from its own first colour frame as the reference")
 @_colorizer_options
-def evaluate_command(image_dirs, videos, limit, as_json, smooth, smooth_radius, batch_size, **colorizer_settings):
+def evaluate_command(image_dirs, videos, limit, as_json, smooth, smooth_radius, batch_size, reference_first_frame,
+                     **colorizer_settings):
     """Measure colorization quality against colour originals and baselines.
 
     \b
       facecolor-video eval --images faces_val/ --images scenes/
       facecolor-video eval --video clip.mp4 --smooth none
+      facecolor-video eval --video clip.mp4 --reference-first-frame
     """
     from .training.quality import evaluate_images, evaluate_videos
 
@@ -223,7 +254,7 @@ def evaluate_command(image_dirs, videos, limit, as_json, smooth, smooth_radius, 
         outputs.append(evaluate_images(colorizer, image_dirs, limit=limit))
     for video in videos:
         outputs.append(evaluate_videos(colorizer, video, smooth=smooth, radius=smooth_radius,
-                                       batch_size=batch_size, limit=limit))
+                                       batch_size=batch_size, limit=limit, reference_first_frame=reference_first_frame))
     for result in outputs:
         click.echo(result.to_json() if as_json else result.to_text())
 
@@ -237,8 +268,10 @@ def evaluate_command(image_dirs, videos, limit, as_json, smooth, smooth_radius, 
 @click.option("--thumb-width", type=click.IntRange(8, 4096), default=320, show_default=True, help="width of each picture on the sheet")
 @click.option("--overwrite", is_flag=True, help="replace an existing sheet or frame files")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@_reference_options
 @_colorizer_options
-def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwrite, quiet, **colorizer_settings):
+def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwrite, quiet, reference, references,
+            reference_all_shots, **colorizer_settings):
     """Every Nth frame of SOURCE, before | after, on one contact sheet.
 
     \b
@@ -249,6 +282,7 @@ def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwri
 
     from .film.preview import make_preview
 
+    _check_references(reference, references)
     bar = None
 
     def start(reader, expected):
@@ -259,7 +293,8 @@ def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwri
     try:
         report = make_preview(source, sheet_path, lambda: _make_colorizer(**colorizer_settings), every, frames_dir=frames_dir,
                               columns=columns, thumb_width=thumb_width, overwrite=overwrite,
-                              progress=lambda n: bar.update(n) if bar is not None else None, on_start=start)
+                              progress=lambda n: bar.update(n) if bar is not None else None, on_start=start,
+                              reference=reference, references=references, reference_all_shots=reference_all_shots)
     finally:
         if bar is not None:
             bar.close()
@@ -278,9 +313,11 @@ def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwri
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="segments colorized in parallel processes")
 @click.option("--segment-seconds", type=click.FloatRange(0.1), default=20.0, show_default=True, help="length of a segment")
 @click.option("--ray", "ray_address", metavar="ADDRESS", help="run segments on a Ray cluster (ADDRESS, or 'local')")
+@_reference_options
 @_colorizer_options
 def batch(dir_or_list, output_dir, output_format, batch_size, smooth, smooth_radius, codec, crf, preset, no_audio,
-          quiet, workers, segment_seconds, ray_address, **colorizer_settings):
+          quiet, workers, segment_seconds, ray_address, reference, references, reference_all_shots,
+          **colorizer_settings):
     """Colorize every film of a folder (or of a list file, one path a line) into --output-dir.
 
     Films whose output exists are skipped and a film cut short is resumed from
@@ -294,10 +331,12 @@ def batch(dir_or_list, output_dir, output_format, batch_size, smooth, smooth_rad
     from .scale.batch import archive_jobs, colorize_many_segmented
 
     jobs, skipped = archive_jobs(dir_or_list, output_dir, output_format)
+    _check_references(reference, references)
     if not quiet and skipped:
         click.echo(f"{len(skipped)} film(s) skipped: their output exists", err=True)
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
-                              crf=crf, preset=preset, audio=not no_audio)
+                              crf=crf, preset=preset, audio=not no_audio, reference=reference,
+                              references=references, reference_all_shots=reference_all_shots)
     failures = colorize_many_segmented(jobs, colorizer_settings, options, quiet, resume=True, workers=workers,
                                        segment_seconds=segment_seconds, ray_address=ray_address)
     if failures:

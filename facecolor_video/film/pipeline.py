@@ -26,6 +26,8 @@ from ..media.prefetch import BackgroundWriter, Prefetcher
 from ..media.video import STDIO, VideoFrame, VideoReader, VideoWriter
 from ..model.colorizer import Colorizer, PreparedBatch
 from ..settings import default
+from .reference import ReferenceColorizer, load_references
+from .shot_features import ANCHOR_WINDOW, ShotGlobalFeatures
 from .temporal import SceneCutDetector, TemporalSmoother
 
 
@@ -55,6 +57,11 @@ class ColorizeOptions:
     exact_lab: bool = False
     # the encoder's pixel format (None: 4:2:0, 4:4:4 at odd sizes, 10-bit for deep sources)
     pix_fmt: str | None = None
+    # colour from a reference image, or from a file of 'timecode image' lines (see film/reference.py)
+    reference: str | None = None
+    references: str | None = None
+    # apply the reference to every shot, not only to those whose global features resemble it
+    reference_all_shots: bool = False
 
 
 @dataclass
@@ -79,11 +86,16 @@ class ColorizeReport:
 
 @dataclass
 class AnalyzedBatch:
-    """A batch after ``FrameColorizer.prepare``: its L, where new shots start, its global features."""
+    """A batch after ``FrameColorizer.prepare``: its L, where new shots start, its global features.
+
+    ``global_vectors`` holds the vectors of the ``anchors`` frames only until
+    ``ShotGlobalFeatures`` settles one vector per frame.
+    """
 
     prepared: PreparedBatch
     new_shot: list[bool]
     global_vectors: torch.Tensor
+    anchors: list[bool] = field(default_factory=list)
 
 
 def batched(frames: Iterable[VideoFrame], size: int) -> Iterator[list[VideoFrame]]:
@@ -110,11 +122,16 @@ class FrameColorizer:
     # (source planes, height, width) -> the planes to compose into, or None for RGB; None: the source's own
     output_planes: Callable[[PlaneFormat, int, int], PlaneFormat | None] | None = None
 
-    def __init__(self, colorizer: Colorizer, smooth: str = default("smooth"), radius: int = default("smooth_radius")):
+    def __init__(self, colorizer: Colorizer, smooth: str = default("smooth"), radius: int = default("smooth_radius"),
+                 global_blend: str = "interpolate", reference: ReferenceColorizer | None = None,
+                 anchor_window: int = ANCHOR_WINDOW):
         self.colorizer = colorizer
+        self.reference = reference
         self.colorizer.reset()
-        # one detector decides the shots, for the smoother and for global-feature reuse alike
+        # one detector decides the shots, for the smoother and for the global features alike
         self.detector = SceneCutDetector()
+        self.shot_features = ShotGlobalFeatures(global_blend, anchor_window)
+        self._anchored = False  # the stream's first frame is an anchor
         self.smoother = TemporalSmoother(mode=smooth, radius=radius, detector=None)
         self.waiting: deque[tuple[VideoFrame, torch.Tensor, float]] = deque()  # frame, full-size L, depth
         self.scene_cuts = 0
@@ -141,24 +158,45 @@ class FrameColorizer:
         with self.colorizer.stage("smoothing"):
             new_shot = [self.detector.update(thumbnail) for thumbnail in thumbnails]
         self.scene_cuts += sum(new_shot)
-        vectors = self.colorizer.global_vectors(prepared.small_lightness, self._fresh_global(frames, new_shot))
-        return AnalyzedBatch(prepared, new_shot, vectors)
+        anchors = self._fresh_global(frames, new_shot)
+        if not self._anchored:
+            anchors[0] = self._anchored = True
+        anchor_lightness = prepared.small_lightness[[i for i, anchor in enumerate(anchors) if anchor]]
+        if len(anchor_lightness):
+            vectors = self.colorizer.global_vectors(anchor_lightness, [True] * len(anchor_lightness))
+        else:
+            vectors = anchor_lightness.new_empty((0, self.colorizer.global_features.out_channels))
+        return AnalyzedBatch(prepared, new_shot, vectors, anchors)
 
     def advance(self, frames: list[VideoFrame], analyzed: AnalyzedBatch) -> list:
-        """a*b* and smoothing for the next batch; returns the frames now ready for ``compose``."""
-        prepared, new_shot = analyzed.prepared, analyzed.new_shot
-        ab = self.colorizer.predict(prepared.small_lightness, global_vectors=analyzed.global_vectors)
-        ready = []
-        with self.colorizer.stage("smoothing"):
-            for index, frame in enumerate(frames):
-                self.waiting.append((frame, prepared.lightness[index], prepared.max_value))
-                ready += self.smoother.push(prepared.small_lightness[index], ab[index], key=frame.index, cut=new_shot[index])
-        return self._take(ready)
+        """a*b* and smoothing; returns the frames now ready for ``compose``.
+
+        A batch is predicted once its global features are settled (the shot's
+        next anchor is known), so frames come out up to ``global_every`` later.
+        """
+        return self._take(self._predict_settled(self.shot_features.push(frames, analyzed)))
 
     def flush(self) -> list:
-        """The frames the smoother still holds, ready for ``compose``."""
+        """The frames still held, ready for ``compose``."""
+        ready = self._predict_settled(self.shot_features.flush())
+        self._anchored = False
         with self.colorizer.stage("smoothing"):
-            return self._take(self.smoother.flush())
+            return self._take(ready + self.smoother.flush())
+
+    def _predict_settled(self, settled: list[tuple[list[VideoFrame], AnalyzedBatch]]) -> list[tuple[int, torch.Tensor]]:
+        ready = []
+        for frames, analyzed in settled:
+            prepared, new_shot = analyzed.prepared, analyzed.new_shot
+            ab = self.colorizer.predict(prepared.small_lightness, global_vectors=analyzed.global_vectors)
+            if self.reference is not None:
+                with self.colorizer.stage("reference"):
+                    ab = self.reference.apply(frames, prepared.small_lightness, ab, analyzed.global_vectors)
+            with self.colorizer.stage("smoothing"):
+                for index, frame in enumerate(frames):
+                    self.waiting.append((frame, prepared.lightness[index], prepared.max_value))
+                    ready += self.smoother.push(prepared.small_lightness[index], ab[index], key=frame.index,
+                                                cut=new_shot[index])
+        return ready
 
     def _thumbnails(self, small_lightness: torch.Tensor) -> torch.Tensor:
         # SceneCutDetector.thumbnail for the whole batch in one op (the same numbers): the
@@ -244,7 +282,8 @@ def colorize_file(
         colorizer = colorizer or Colorizer()
         if on_start is not None:
             on_start(reader)
-        stream = FrameColorizer(colorizer, options.smooth if not reader.is_image else "none", options.smooth_radius)
+        stream = FrameColorizer(colorizer, options.smooth if not reader.is_image else "none", options.smooth_radius,
+                                reference=film_references(colorizer, options, reader))
         fields = plan_fields(reader, options.deinterlace, options.codec)
         fields.attach(reader)
         with VideoWriter(
@@ -290,6 +329,12 @@ def keeps_luma_planes(reader: VideoReader, destination: Path, options: ColorizeO
     """
     return (not options.exact_lab and not reader.is_image and not reader.has_alpha
             and (str(destination) == STDIO or output_kind(Path(destination)) == "video"))
+
+
+def film_references(colorizer: Colorizer, options: ColorizeOptions, reader: VideoReader) -> ReferenceColorizer | None:
+    """The options' reference(s) for this film, timed from its start; None when it has none."""
+    return load_references(colorizer, options.reference, options.references, options.reference_all_shots,
+                           start_time=float(reader.start_time * reader.time_base) if reader.start_time else 0.0)
 
 
 def auto_threads(device: torch.device, overlap: bool = True) -> int:

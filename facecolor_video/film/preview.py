@@ -34,6 +34,7 @@ from ..media.video import (
     _temporary_path,
     decoded_to_video_frame,
 )
+from .reference import load_references
 
 # Never seek across less than this: a keyframe that close is rare, and the
 # decoder flush costs more than the few frames it saves.
@@ -336,10 +337,13 @@ def _check_frames_dir(frames_dir: Path) -> None:
         raise OutputError(f"{frames_dir}: frames folder is not writable")
 
 
-def _colorize_still(colorizer, frame: VideoFrame) -> np.ndarray:
+def _colorize_still(colorizer, frame: VideoFrame, reference=None) -> np.ndarray:
     # fresh global features for every frame: preview frames are far apart
     prepared = colorizer.prepare([frame.rgb])
-    ab = colorizer.predict(prepared.small_lightness, fresh_global=[True])
+    vectors = colorizer.global_vectors(prepared.small_lightness, [True])
+    ab = colorizer.predict(prepared.small_lightness, global_vectors=vectors)
+    if reference is not None:
+        ab = reference.apply([frame], prepared.small_lightness, ab, vectors)
     return colorizer.compose(prepared.lightness, ab, prepared.max_value)[0]
 
 
@@ -355,6 +359,9 @@ def make_preview(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[VideoReader, int], None] | None = None,
     seek: bool | None = None,
+    reference: str | Path | None = None,
+    references: str | Path | None = None,
+    reference_all_shots: bool = False,
 ) -> PreviewReport:
     """Write a contact sheet of every ``every``-th frame of ``source``, before | after, to ``sheet_path``.
 
@@ -365,6 +372,7 @@ def make_preview(
     progress: called with 1 for each frame put on the sheet.
     on_start: called with the opened reader and the expected number of pairs.
     seek: None lets the sampler decide per gap; False decodes every frame (see FrameSampler).
+    reference, references, reference_all_shots: colour from references, as ``ColorizeOptions`` takes them.
     The sheet is written atomically (temporary file beside it, then renamed);
     an image input gives a one-pair sheet.
     """
@@ -387,6 +395,8 @@ def make_preview(
 
             colorizer = (colorizer or Colorizer)()
         colorizer.reset()
+        start_time = float(reader.start_time * reader.time_base) if reader.start_time else 0.0
+        matcher = load_references(colorizer, reference, references, reference_all_shots, start_time)
         expected = 1 if reader.is_image else math.ceil(reader.frame_count / every) if reader.frame_count else 0
         if on_start is not None:
             on_start(reader, expected)
@@ -395,7 +405,7 @@ def make_preview(
         sheet = ContactSheet(columns, thumb_width, title)
         with FrameSampler(reader, every, seek=seek) as sampler:
             for picked in sampler:
-                colorized = _colorize_still(colorizer, picked.frame)
+                colorized = _colorize_still(colorizer, picked.frame, matcher)
                 after = VideoFrame(colorized, picked.frame.pts, picked.frame.time_base, picked.frame.alpha, picked.number)
                 sheet.add(_display_rgb(picked.frame, rotation), _display_rgb(after, rotation),
                           frame_label(picked.time, picked.number))

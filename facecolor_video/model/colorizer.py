@@ -401,9 +401,20 @@ class Colorizer:
         composer = self._composer()
         return self._chunked(lambda codes, chroma: composer.compose(codes, chroma, luma_format, output), luma, ab)
 
-    def colorize(self, frames: list[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Colorize a batch of frames (H x W x 3, uint8 or uint16, same size) with no temporal smoothing."""
+    def colorize(self, frames: list[np.ndarray] | np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+        """Colorize a batch of frames (H x W x 3, uint8 or uint16, same size) with no temporal smoothing.
+
+        reference: an RGB image (H x W x 3) whose colours the frames take where
+        they match it, or a ``film.reference.ReferenceColorizer``.
+        """
         prepared = self.prepare(frames)
         # frames handed in together may be unrelated photos: each gets its own global features
-        ab = self.predict(prepared.small_lightness, fresh_global=[True] * prepared.small_lightness.shape[0])
+        vectors = self.global_vectors(prepared.small_lightness, [True] * prepared.small_lightness.shape[0])
+        ab = self.predict(prepared.small_lightness, global_vectors=vectors)
+        if reference is not None:
+            from ..film.reference import ReferenceColorizer
+
+            if not isinstance(reference, ReferenceColorizer):
+                reference = ReferenceColorizer.from_images(self, [(0.0, np.asarray(reference))])
+            ab = reference.apply([None] * len(ab), prepared.small_lightness, ab, vectors)
         return self.compose(prepared.lightness, ab, prepared.max_value)

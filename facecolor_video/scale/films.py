@@ -85,7 +85,8 @@ def _prepare_film(source, destination, colorizer_settings, options, segment_seco
         return None
     align = math.lcm(max(1, options.batch_size), max(1, global_every))
     # at least one frame of tail: a frame lost at a segment's end is only known lost when a later one decodes
-    tail = max(1, options.smooth_radius if options.smooth == "window" else 0)
+    # and the next global-feature anchor: the frames before it interpolate towards it
+    tail = max(1, options.smooth_radius if options.smooth == "window" else 0) + max(1, global_every)
     plan = plan_segments(source, segment_seconds, lead_in_frames(options, global_every), tail, align)
     folder = work_folder(destination)
     key = work_key(source, colorizer_settings, options, segment_seconds)

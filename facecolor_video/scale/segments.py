@@ -47,7 +47,8 @@ from pathlib import Path
 import av
 
 from ..errors import DecodeError
-from ..film.pipeline import ColorizeOptions, FrameColorizer, LostFrameFiller, batched
+from ..film.pipeline import ColorizeOptions, FrameColorizer, LostFrameFiller, batched, film_references
+from ..film.shot_features import ANCHOR_WINDOW
 from ..film.temporal import SceneCutDetector
 from ..media.fields import plan_fields
 from ..media.video import VideoFrame, VideoReader, VideoWriter, _temporary_path
@@ -113,11 +114,11 @@ def scan_packets(path: str | Path) -> tuple[list[int | None], set[int], Fraction
 def lead_in_frames(options: ColorizeOptions, global_every: int) -> int:
     """Frames before a segment's first frame that make its state equal to a run from the start.
 
-    Detector history + 1 (its cut decisions), global_every (the last global
-    features before the segment), the smoother radius (its window), and the
-    EMA memory where used.
+    Detector history + 1 (its cut decisions), the anchors whose global
+    features the first frames average (ANCHOR_WINDOW of them, global_every
+    apart), the smoother radius (its window), and the EMA memory where used.
     """
-    lead = SceneCutDetector().history + 1 + max(1, global_every)
+    lead = SceneCutDetector().history + 1 + ANCHOR_WINDOW * max(1, global_every)
     if options.smooth == "window":
         lead += options.smooth_radius
     elif options.smooth == "ema":
@@ -219,7 +220,8 @@ def run_segment(job: SegmentJob, colorizer, work_dir: str | Path | None = None) 
     started = time.perf_counter()
     output = segment_path(work_dir, segment.index)
     with VideoReader(job.source) as reader:
-        stream = FrameColorizer(colorizer, options.smooth, options.smooth_radius)
+        stream = FrameColorizer(colorizer, options.smooth, options.smooth_radius,
+                                reference=film_references(colorizer, options, reader))
         fields = plan_fields(reader, options.deinterlace, options.codec)  # as colorize_file: same frames out
         fields.attach(reader)
         frames = reader.frames(start_pts=segment.decode_from_pts) if segment.decode_from else reader.frames()
@@ -321,9 +323,18 @@ def work_key(source, colorizer_settings: dict, options: ColorizeOptions, segment
     """Hash of what the segment files depend on: the input and every setting that changes pixels."""
     settings = {k: (str(v) if v is not None else None) for k, v in sorted(colorizer_settings.items())}
     encoded = {k: getattr(options, k) for k in ("batch_size", "smooth", "smooth_radius", "codec", "crf", "preset")}
+    encoded["references"] = reference_identity(options)
     material = {"version": PLAN_VERSION, "input": input_identity(source), "colorizer": settings,
                 "encode": encoded, "segment_seconds": float(segment_seconds)}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reference_identity(options: ColorizeOptions) -> list:
+    """What the colours of a run with references depend on: each reference file's identity and start."""
+    from ..film.reference import reference_images
+
+    entries = reference_images(options.reference, options.references)
+    return [[start, str(path), input_identity(path)] for start, path in entries] + [options.reference_all_shots]
 
 
 def prepare_work_folder(folder: Path, key: str, resume: bool) -> set[int]:

@@ -11,8 +11,9 @@ functions that need it, so that the core package imports and runs without it;
 calling such a function without it raises :class:`MissingDependencyError`.
 :func:`colorfulness` is plain numpy and always works.
 
-Video flicker is not measured here: temporal metrics (e.g. excess flicker of a
-colorized film over its gray input) live in ``facecolor_video.film.temporal.flicker``.
+Video: :func:`color_distribution_consistency` (CDC) compares the colour
+histograms of nearby frames; the excess flicker of a colorized film over its
+original lives in ``facecolor_video.film.temporal.flicker``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "colorfulness",
     "luminance_psnr",
     "mean_chroma",
+    "color_distribution_consistency",
     "rgb_to_lab",
     "lab_to_rgb",
 ]
@@ -209,3 +211,39 @@ def mean_chroma(rgb: np.ndarray) -> float:
     """Mean CIE Lab chroma ``sqrt(a*^2 + b*^2)`` over pixels (0 for gray images)."""
     lab = rgb_to_lab(rgb)
     return float(np.mean(np.hypot(lab[..., 1], lab[..., 2])))
+
+
+# Frame distances of CDC, as in the video-colorization literature.
+CDC_STEPS = (1, 2, 4)
+
+
+def _jensen_shannon(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """JS divergence (natural log, 0..ln 2) between histograms along the last axis (normalized here)."""
+    p = p / p.sum(axis=-1, keepdims=True)
+    q = q / q.sum(axis=-1, keepdims=True)
+    middle = (p + q) / 2
+
+    def kl(x: np.ndarray) -> np.ndarray:
+        # 0 * log(0 / m) = 0; where x > 0, m > 0 too
+        ratio = np.where(x > 0, x / np.where(middle > 0, middle, 1), 1)
+        return np.sum(x * np.log(ratio), axis=-1)
+
+    return 0.5 * kl(p) + 0.5 * kl(q)
+
+
+def color_distribution_consistency(frames, steps: tuple[int, ...] = CDC_STEPS) -> float:
+    """CDC: mean Jensen-Shannon divergence of each RGB channel's 256-bin histogram between frames t and t+d.
+
+    frames: a sequence of ``uint8 (H, W, 3)`` RGB frames. For each step d the
+    divergence is averaged over the three channels and every pair (t, t+d);
+    the result is the mean over the steps that fit in the clip (0.0 when none
+    does). Lower is steadier; real motion changes histograms too, so compare
+    with the colour original's CDC.
+    """
+    histograms = np.stack([
+        np.stack([np.bincount(frame[..., channel].ravel(), minlength=256) for channel in range(3)])
+        for frame in (_check_rgb(frame, "frame") for frame in frames)
+    ]).astype(np.float64) if len(frames) else np.zeros((0, 3, 256))
+    per_step = [float(np.mean(_jensen_shannon(histograms[:-step], histograms[step:])))
+                for step in steps if step < len(histograms)]
+    return float(np.mean(per_step)) if per_step else 0.0

@@ -6,7 +6,8 @@ to two baselines from the same run: gray itself and the constant mean a*b* of
 the training faces. Clips: every frame the same way through the film pipeline
 (temporal smoothing included), plus the excess flicker: how much more a*b*
 changes between consecutive frames at pixels whose luminance barely changes
-than it does in the colour original.
+than it does in the colour original, and the CDC (colour distribution
+consistency) of the output and of the original.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import numpy as np
 import torch
 
 from ..film.pipeline import FrameColorizer, batched
+from ..film.reference import ReferenceColorizer
 from ..film.temporal import flicker
 from ..media.video import VideoFrame, VideoReader
 from ..model.color import rgb_to_lab
 from ..model.colorizer import Colorizer
 from .evaluate import evaluate, format_table, iter_images, results_to_json, to_gray_rgb
+from .metrics import color_distribution_consistency
 
 # Mean a*b* of the training face crops (utkface/train, 400 evenly spaced images):
 # the "constant colour" baseline a model has to beat.
@@ -81,8 +84,13 @@ def _lab_frames(frames: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int, batch_size: int,
-                    limit: int | None = None) -> EvalResult:
-    """One colour clip: gray it, colorize it as a film, compare frame by frame; flicker too."""
+                    limit: int | None = None, global_blend: str = "interpolate",
+                    reference_first_frame: bool = False) -> EvalResult:
+    """One colour clip: gray it, colorize it as a film, compare frame by frame; flicker and CDC too.
+
+    reference_first_frame: the standard protocol of reference-based colorization,
+    the clip's first colour frame as the reference for the whole clip.
+    """
     started = time.perf_counter()
     originals, grays = [], []
     with VideoReader(video) as reader:
@@ -92,7 +100,8 @@ def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int,
             grays.append(VideoFrame(rgb=to_gray_rgb(rgb), pts=frame.pts, time_base=frame.time_base, index=frame.index))
             if limit and len(originals) >= limit:
                 break
-    stream = FrameColorizer(colorizer, smooth, radius)
+    reference = ReferenceColorizer.from_images(colorizer, [(0.0, originals[0])]) if reference_first_frame else None
+    stream = FrameColorizer(colorizer, smooth, radius, global_blend=global_blend, reference=reference)
     outputs = []
     for batch in batched(grays, batch_size):
         outputs += [frame.rgb for frame in stream.process(batch)]
@@ -107,8 +116,10 @@ def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int,
         "model": {"psnr": model_psnr, "n_images": len(outputs), "seconds": seconds},
         "gray": {"psnr": gray_psnr, "n_images": len(outputs)},
     }
-    extra = {"smooth": smooth, "smooth_radius": radius, "frames": len(outputs),
+    extra = {"smooth": smooth, "smooth_radius": radius, "reference_first_frame": reference_first_frame,
+             "frames": len(outputs),
              "model_psnr": model_psnr, "gray_psnr": gray_psnr, "excess_flicker": float(excess_flicker),
+             "cdc": color_distribution_consistency(outputs), "original_cdc": color_distribution_consistency(originals),
              "scene_cuts": stream.scene_cuts}
     return EvalResult(f"video: {video} ({len(outputs)} frames, --smooth {smooth})", _fill(results), extra)
 
