@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from .errors import FacecolorError
-from .settings import DEVICES, PRECISIONS, SETTINGS, SMOOTH_MODES
+from .settings import DEVICES, FACE_MODES, PRECISIONS, SETTINGS, SMOOTH_MODES
 
 
 def _option(name: str, **extra):
@@ -55,6 +55,8 @@ def _colorizer_options(function):
         _option("render_size"),
         _option("global_every"),
         click.option("--chroma-gain", type=click.FloatRange(0, 4), default=None, help="scale the predicted colour (default: the model's tuned value)"),
+        click.option("--faces", type=click.Choice(FACE_MODES), default=SETTINGS["faces"].default, show_default=True,
+                     help=SETTINGS["faces"].help),
     ]):
         function = decorator(function)
     return function
@@ -74,11 +76,11 @@ def _segment_options(function):
     return function
 
 
-def _make_colorizer(model, device, precision, render_size, global_every, chroma_gain):
+def _make_colorizer(model, device, precision, render_size, global_every, chroma_gain, faces):
     from .model.colorizer import Colorizer
 
     return Colorizer(model=model, device=device, precision=precision, render_size=render_size,
-                     global_every=global_every, chroma_gain=chroma_gain)
+                     global_every=global_every, chroma_gain=chroma_gain, faces=faces)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,11 +94,13 @@ def main():
 @click.option("-d", "--output-dir", type=click.Path(path_type=Path), help="colorize every PATH into this folder (same names)")
 @click.option("--format", "output_format", help="with --output-dir: output extension (png, jpg, mp4, ...) instead of the input's")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
+@click.option("--faces-debug", type=click.Path(file_okay=False, path_type=Path),
+              help="write the frames where faces were detected, boxes drawn, into this folder")
 @_film_options
 @_segment_options
 @_colorizer_options
-def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, smooth_radius, codec, crf, preset,
-             no_audio, quiet, resume, workers, segment_seconds, ray_address, **colorizer_settings):
+def colorize(paths, output_dir, output_format, overwrite, faces_debug, batch_size, smooth, smooth_radius, codec, crf,
+             preset, no_audio, quiet, resume, workers, segment_seconds, ray_address, **colorizer_settings):
     """Colorize IN into OUT, or many inputs into --output-dir.
 
     \b
@@ -108,7 +112,7 @@ def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, sm
 
     jobs = plan_outputs(paths, output_dir, output_format)
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
-                              crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite)
+                              crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite, faces_debug=faces_debug)
     if resume or workers > 1 or ray_address:
         from .scale.batch import colorize_many_segmented
 

@@ -24,11 +24,13 @@ SETTINGS: dict[str, Setting] = {
     "preset": Setting("medium", help="encoder speed/size preset (libx264: ultrafast ... veryslow)"),
     "codec": Setting("libx264", help="video encoder"),
     "every": Setting(240, 1, None, "preview: take every Nth frame"),
+    "faces": Setting("auto", help="auto: each face found is colorized from a close-up crop of its own; off: not"),
 }
 
 SMOOTH_MODES = ("window", "ema", "none")
 DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FACE_MODES = ("auto", "off")
 
 
 def default(name: str):

@@ -23,6 +23,7 @@ from ..media.prefetch import BackgroundWriter, Prefetcher
 from ..media.video import VideoFrame, VideoReader, VideoWriter
 from ..model.colorizer import Colorizer, PreparedBatch
 from ..settings import default
+from .faces import FaceRefiner
 from .temporal import SceneCutDetector, TemporalSmoother
 
 
@@ -44,6 +45,8 @@ class ColorizeOptions:
     threads: int = default("threads")
     # stop after this many frames (bench); audio is not cut to match, so use it with audio=False
     max_frames: int | None = None
+    # a folder for the frames where faces were detected, with their boxes drawn
+    faces_debug: Path | None = None
 
 
 @dataclass
@@ -69,6 +72,7 @@ class AnalyzedBatch:
     prepared: PreparedBatch
     new_shot: list[bool]
     global_vectors: torch.Tensor
+    faces: list | None = None  # per frame, its faces' FacePlacements (None: faces off)
 
 
 def batched(frames: Iterable[VideoFrame], size: int) -> Iterator[list[VideoFrame]]:
@@ -90,8 +94,11 @@ class FrameColorizer:
     goes in comes out once, in order, with its pts, time base and alpha.
     """
 
-    def __init__(self, colorizer: Colorizer, smooth: str = default("smooth"), radius: int = default("smooth_radius")):
+    def __init__(self, colorizer: Colorizer, smooth: str = default("smooth"), radius: int = default("smooth_radius"),
+                 faces_debug: Path | None = None):
         self.colorizer = colorizer
+        # faces found in prepare get their own crop blended in after the head (None: faces off)
+        self.faces = FaceRefiner.for_colorizer(colorizer, faces_debug)
         self.colorizer.reset()
         # one detector decides the shots, for the smoother and for global-feature reuse alike
         self.detector = SceneCutDetector()
@@ -122,12 +129,18 @@ class FrameColorizer:
             new_shot = [self.detector.update(thumbnail) for thumbnail in thumbnails]
         self.scene_cuts += sum(new_shot)
         vectors = self.colorizer.global_vectors(prepared.small_lightness, self._fresh_global(frames, new_shot))
-        return AnalyzedBatch(prepared, new_shot, vectors)
+        faces = None
+        if self.faces is not None:
+            faces = self.faces.plan([frame.index for frame in frames], new_shot, prepared.lightness,
+                                    prepared.small_lightness.shape[-2])
+        return AnalyzedBatch(prepared, new_shot, vectors, faces)
 
     def advance(self, frames: list[VideoFrame], analyzed: AnalyzedBatch) -> list:
         """a*b* and smoothing for the next batch; returns the frames now ready for ``compose``."""
         prepared, new_shot = analyzed.prepared, analyzed.new_shot
         ab = self.colorizer.predict(prepared.small_lightness, global_vectors=analyzed.global_vectors)
+        if analyzed.faces is not None:
+            ab = self.faces.blend(ab, analyzed.faces, *prepared.lightness.shape[-2:])
         ready = []
         with self.colorizer.stage("smoothing"):
             for index, frame in enumerate(frames):
@@ -176,10 +189,13 @@ class FrameColorizer:
                 torch.stack([ab for _, _, ab, _ in ready]),
                 ready[0][3],
             )
-        return [
+        composed = [
             VideoFrame(rgb=rgb[i], pts=frame.pts, time_base=frame.time_base, alpha=frame.alpha, index=frame.index)
             for i, (frame, _, _, _) in enumerate(ready)
         ]
+        if self.faces is not None:
+            self.faces.write_debug(composed)
+        return composed
 
 
 def colorize_file(
@@ -204,7 +220,8 @@ def colorize_file(
         colorizer = colorizer or Colorizer()
         if on_start is not None:
             on_start(reader)
-        stream = FrameColorizer(colorizer, options.smooth if not reader.is_image else "none", options.smooth_radius)
+        stream = FrameColorizer(colorizer, options.smooth if not reader.is_image else "none", options.smooth_radius,
+                                faces_debug=options.faces_debug)
         with VideoWriter(
             destination, reader, codec=options.codec, crf=options.crf, preset=options.preset,
             copy_audio=options.audio, copy_subtitles=options.audio,

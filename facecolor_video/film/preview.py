@@ -337,10 +337,8 @@ def _check_frames_dir(frames_dir: Path) -> None:
 
 
 def _colorize_still(colorizer, frame: VideoFrame) -> np.ndarray:
-    # fresh global features for every frame: preview frames are far apart
-    prepared = colorizer.prepare([frame.rgb])
-    ab = colorizer.predict(prepared.small_lightness, fresh_global=[True])
-    return colorizer.compose(prepared.lightness, ab, prepared.max_value)[0]
+    # as a photo (fresh global features, faces found anew): preview frames are far apart
+    return colorizer.colorize([frame.rgb])[0]
 
 
 def make_preview(

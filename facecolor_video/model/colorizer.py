@@ -26,9 +26,10 @@ import torch.nn.functional as F
 
 from ..devices import autocast_dtype, resolve_device, usable_cores
 from ..errors import WeightsError
-from ..settings import default
+from ..settings import FACE_MODES, default
 from . import weights as weights_registry
 from .backbone import GlobalFeatures, build_global_features
+from .face_detector import load_face_detector
 from .color import (
     _EPSILON,
     _KAPPA,
@@ -116,6 +117,8 @@ class Colorizer:
     the library and the command line give the same film. Stills passed to
     ``colorize`` always get their own.
     chroma_gain: multiplies the predicted a*b*; None takes the model's tuned value.
+    faces: ``auto`` finds faces and colorizes each from a close-up crop of its
+    own (see ``film/faces.py``); ``off`` leaves them to the frame's prediction.
     """
 
     def __init__(
@@ -127,6 +130,7 @@ class Colorizer:
         global_every: int = default("global_every"),
         chroma_gain: float | None = None,
         backbone_weights: str | Path | None = None,
+        faces: str = default("faces"),
     ):
         self.device = resolve_device(device)
         self.amp_dtype = autocast_dtype(self.device, precision)
@@ -153,6 +157,10 @@ class Colorizer:
         # threads that run parts of the head's batch (see _run_head), made on first use
         self._head_pool: ThreadPoolExecutor | None = None
         self._head_pool_size = usable_cores()
+        if faces not in FACE_MODES:
+            raise ValueError(f"faces must be one of {FACE_MODES}, got {faces!r}")
+        # faces="auto": YuNet finds faces, each colorized from a crop of its own (film/faces.py)
+        self.face_detector = load_face_detector().to(self.device) if faces == "auto" else None
 
     # ------------------------------------------------------------------ steps
     def to_tensor(self, frames: list[np.ndarray] | np.ndarray) -> tuple[torch.Tensor, float]:
@@ -351,4 +359,8 @@ class Colorizer:
         prepared = self.prepare(frames)
         # frames handed in together may be unrelated photos: each gets its own global features
         ab = self.predict(prepared.small_lightness, fresh_global=[True] * prepared.small_lightness.shape[0])
+        if self.face_detector is not None:
+            from ..film.faces import refine_stills  # the film's face stage, on unrelated frames
+
+            ab, _ = refine_stills(self, self.face_detector, prepared.lightness, ab)
         return self.compose(prepared.lightness, ab, prepared.max_value)
