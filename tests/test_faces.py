@@ -10,7 +10,12 @@ from PIL import Image
 
 from facecolor_video.errors import WeightsError
 from facecolor_video.film import faces as face_stage
-from facecolor_video.film.pipeline import ColorizeOptions, FrameColorizer, colorize_file, torch_threads
+from facecolor_video.film.pipeline import (
+    ColorizeOptions,
+    FrameColorizer,
+    colorize_file,
+    torch_threads,
+)
 from facecolor_video.media.video import VideoFrame
 from facecolor_video.model import weights as weights_registry
 from facecolor_video.model.color import rgb_to_lab
@@ -48,7 +53,7 @@ def _iou(a, b) -> float:
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[2], b[2]), min(a[3], b[3])
     inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])
     return inter / (area(a) + area(b) - inter)
 
 
@@ -166,7 +171,7 @@ class ScriptedDetector:
         self.calls: list[int] = []
 
     def detect(self, lightness):
-        indices = [int(round(float(frame[0, 0, 0]))) for frame in lightness]
+        indices = [round(float(frame[0, 0, 0])) for frame in lightness]
         self.calls += indices
         return [[Face(torch.tensor(box, dtype=torch.float32), 0.9, torch.zeros(5, 2)) for box in self.script(index)]
                 for index in indices]

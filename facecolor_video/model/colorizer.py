@@ -29,7 +29,6 @@ from ..errors import WeightsError
 from ..settings import FACE_MODES, default
 from . import weights as weights_registry
 from .backbone import GlobalFeatures, build_global_features
-from .face_detector import load_face_detector
 from .color import (
     _EPSILON,
     _KAPPA,
@@ -38,6 +37,7 @@ from .color import (
     rgb_to_lightness,
     srgb_to_linear,
 )
+from .face_detector import load_face_detector
 from .network import SIZE_MULTIPLE, ColorizationNet
 
 # the training crops are 128 px: measured best on faces and on people in context
@@ -360,7 +360,8 @@ class Colorizer:
         # frames handed in together may be unrelated photos: each gets its own global features
         ab = self.predict(prepared.small_lightness, fresh_global=[True] * prepared.small_lightness.shape[0])
         if self.face_detector is not None:
-            from ..film.faces import refine_stills  # the film's face stage, on unrelated frames
+            # the film's face stage, on unrelated frames
+            from ..film.faces import refine_stills
 
             ab, _ = refine_stills(self, self.face_detector, prepared.lightness, ab)
         return self.compose(prepared.lightness, ab, prepared.max_value)
