@@ -170,7 +170,9 @@ class ScriptedDetector:
         self.script = script
         self.calls: list[int] = []
 
-    def detect(self, lightness):
+    score_threshold = 0.6
+
+    def detect(self, lightness, score_threshold=None):
         indices = [round(float(frame[0, 0, 0])) for frame in lightness]
         self.calls += indices
         return [[Face(torch.tensor(box, dtype=torch.float32), 0.9, torch.zeros(5, 2)) for box in self.script(index)]
@@ -214,3 +216,24 @@ def test_tracking_follows_a_face_smoothly_starts_new_faces_and_resets_at_a_cut(c
     assert [len(frame) for frame in placements[20:]] == [1] * 10
     assert all(p.track not in (first, placements[16][1].track) for frame in placements[20:] for p in frame)
     assert abs(float(placements[20][0].box[0]) - 300) < 1e-4
+
+
+def test_a_face_seen_again_where_a_track_ended_takes_up_its_global_features(colorizers, monkeypatch):
+    faces_on, _ = colorizers
+    computed = []
+    real = face_stage.crop_global_vectors
+    monkeypatch.setattr(face_stage, "crop_global_vectors",
+                        lambda colorizer, crops: computed.append(len(crops)) or real(colorizer, crops))
+
+    def script(index):  # one face, hidden from frame 4 to 19, back at the same place
+        return [] if 4 <= index < 20 else [(100, 100, 160, 180)]
+
+    tracker = face_stage.FaceTracker(faces_on, ScriptedDetector(script), detect_every=4)
+    lightness = torch.zeros(28, 1, 480, 640)
+    lightness[:, 0, 0, 0] = torch.arange(28).float()
+    placements = tracker.plan(list(range(28)), [False] * 28, lightness, render_height=128)
+    assert [len(frame) for frame in placements[8:20]] == [0] * 12  # ended after missing two detections
+    first, again = placements[0][0], placements[20][0]
+    assert again.track != first.track and again.crop_lightness is not None
+    assert computed == [1]  # only the first sighting ran VGG16
+    assert torch.equal(again.global_vector, first.global_vector)

@@ -177,11 +177,15 @@ def refine_stills(colorizer: Colorizer, detector: FaceDetector, lightness: torch
 
 # ---------------------------------------------------------------------------------- faces over time
 
-DETECT_EVERY = 8  # frames between detections (and at every scene cut)
-BOX_SMOOTHING = 0.5  # weight of a new detection against the track's predicted box
+DETECT_EVERY = 12  # frames between detections (and at every scene cut)
 VELOCITY_SMOOTHING = 0.5  # weight of the newest motion estimate in a track's velocity
 MATCH_IOU = 0.3  # a detection continues the track whose predicted box it overlaps at least this much
 MISSES_ALLOWED = 1  # detections a track may miss (a face turned away) before it ends
+# A face found where a track ended less than this many frames ago takes up that track's global
+# features instead of computing its own: in a crowd, detections come and go
+REVIVE_FRAMES = 48
+# hysteresis: a detection continues a track from this score, starts one only from the detector's
+CONTINUE_SCORE = 0.45
 CROP_MEMORY = 0.5  # weight of the previous crop a*b* when a track's crop is colorized again
 # A face keeps who it is through a shot: its crop's VGG16 features (150 ms on a CPU thread,
 # the largest cost of a face) are computed when its track starts and then only every
@@ -204,15 +208,39 @@ class Track:
     """One face followed through a shot: its smoothed box, motion and the crop's global features."""
 
     ident: int
-    box: torch.Tensor  # smoothed, frame pixels
-    velocity: torch.Tensor = field(default_factory=lambda: torch.zeros(4))  # pixels per frame
-    last_frame: int = 0  # frame index the box refers to
+    box: torch.Tensor  # where the track's box is at last_frame, frame pixels
+    last_frame: int = 0
+    velocity: torch.Tensor = field(default_factory=lambda: torch.zeros(4))  # smoothed, pixels per frame
+    # the gap to the last detection, closed over the frames until the next one
+    correction: torch.Tensor = field(default_factory=lambda: torch.zeros(4))
+    correction_frames: int = 1
+    detected: torch.Tensor | None = None  # the last detection's raw box
+    detected_frame: int = 0
     misses: int = 0
     global_vector: torch.Tensor | None = None
     global_frame: int = -(10 ** 9)
+    revived_from: Track | None = None  # a lately ended track at the same place, whose features it takes up
 
     def box_at(self, frame_index: int) -> torch.Tensor:
-        return self.box + self.velocity * (frame_index - self.last_frame)
+        elapsed = frame_index - self.last_frame
+        return self.box + self.velocity * elapsed + self.correction * min(elapsed, self.correction_frames)
+
+    def observe(self, detected: torch.Tensor, frame_index: int, glide_frames: int) -> None:
+        """A new detection: the box stays where it was predicted and glides towards the face.
+
+        Snapping to each detection would move the blend ellipse (and the colour
+        under it) in steps every few frames; instead the gap is closed evenly
+        over the next ``glide_frames`` frames, on top of the smoothed velocity.
+        """
+        predicted = self.box_at(frame_index)
+        if self.detected is not None and frame_index > self.detected_frame:
+            motion = (detected - self.detected) / (frame_index - self.detected_frame)
+            first = not self.velocity.any()
+            self.velocity = motion if first else self.velocity + VELOCITY_SMOOTHING * (motion - self.velocity)
+        self.box, self.last_frame = predicted, frame_index
+        self.correction = (detected - predicted) / glide_frames
+        self.correction_frames = glide_frames
+        self.detected, self.detected_frame, self.misses = detected, frame_index, 0
 
 
 @dataclass
@@ -229,6 +257,8 @@ class FacePlacement:
     crop_lightness: torch.Tensor | None = None
     global_vector: torch.Tensor | None = None
     detected: bool = False
+    frame_index: int = 0
+    owner: Track | None = field(default=None, repr=False, compare=False)
 
 
 class FaceTracker:
@@ -238,19 +268,22 @@ class FaceTracker:
     on the first frame of every shot (a schedule fixed by position, as for the
     global features, so a segment decoded from a seek finds the same faces).
     Between detections each track's box moves with its smoothed velocity. A
-    detection continues the track it overlaps most (IoU); it is blended into
-    the predicted box rather than replacing it, so the blend ellipse glides
-    instead of jumping. A face not seen for more than ``MISSES_ALLOWED``
-    detections is dropped; a new face starts a track at its first detection.
-    Each track's crop is colorized again at each detection, with VGG16 global
-    features of its own refreshed every ``TRACK_GLOBAL_EVERY`` frames.
+    detection continues the track it overlaps most (IoU); the box does not jump
+    to it but glides there over the next ``detect_every`` frames (``Track.observe``),
+    so the blend ellipse moves evenly. A face not seen for more than
+    ``MISSES_ALLOWED`` detections is dropped; a new face starts a track at the
+    first detection that sees it. Each track's crop is colorized again at each
+    detection, with VGG16 global features of its own computed when it starts
+    and every ``TRACK_GLOBAL_EVERY`` frames.
     """
 
     def __init__(self, colorizer: Colorizer, detector: FaceDetector, detect_every: int = DETECT_EVERY):
         self.colorizer = colorizer
         self.detector = detector
         self.detect_every = max(1, int(detect_every))
+        self.birth_score = detector.score_threshold
         self.tracks: list[Track] = []
+        self.ended: list[Track] = []  # tracks ended lately, whose global features a new face may take up
         self._next_ident = 0
         self._first = True
         # detection frames' faces (all found, refined or not), for the debug pictures
@@ -265,14 +298,16 @@ class FaceTracker:
         detect_at = [i for i, (index, cut) in enumerate(zip(frame_indices, new_shot))
                      if cut or index % self.detect_every == 0 or (i == 0 and self._first)]
         self._first = False
-        detections = dict(zip(detect_at, self.detector.detect(lightness[detect_at]))) if detect_at else {}
+        # weaker faces too, for tracks to continue through them
+        weakest = min(self.birth_score, CONTINUE_SCORE)
+        detections = dict(zip(detect_at, self.detector.detect(lightness[detect_at], weakest))) if detect_at else {}
         placements: list[list[FacePlacement]] = []
         for i, index in enumerate(frame_indices):
             if new_shot[i]:
-                self.tracks = []
+                self.tracks, self.ended = [], []
             refresh: set[int] = set()
             if i in detections:
-                self.found[index] = detections[i]
+                self.found[index] = [face for face in detections[i] if face.score >= self.birth_score]
                 faces = [face for face in detections[i] if refinable(face, render_height, frame_height)]
                 faces = sorted(faces, key=lambda face: -face.height)[:MAX_TRACKS]
                 refresh = self._update(index, faces)
@@ -295,31 +330,42 @@ class FaceTracker:
                 continue
             matched_tracks.add(t)
             matched_faces.add(f)
-            track = self.tracks[t]
-            elapsed = max(1, index - track.last_frame)
-            smoothed = predicted[t] + BOX_SMOOTHING * (found[f] - predicted[t])
-            motion = (smoothed - track.box) / elapsed
-            track.velocity = track.velocity + VELOCITY_SMOOTHING * (motion - track.velocity)
-            track.box, track.last_frame, track.misses = smoothed, index, 0
+            self.tracks[t].observe(found[f], index, self.detect_every)
         survivors = []
         for t, track in enumerate(self.tracks):
             if t not in matched_tracks:
                 track.misses += 1
                 if track.misses > MISSES_ALLOWED:
+                    self.ended.append(track)
                     continue
             survivors.append(track)
+        self.ended = [track for track in self.ended if index - track.last_frame <= REVIVE_FRAMES]
         for f, face in enumerate(faces):
-            if f not in matched_faces:
-                survivors.append(Track(self._next_ident, face.box.float(), last_frame=index))
-                self._next_ident += 1
+            if f in matched_faces or face.score < self.birth_score:
+                continue
+            track = Track(self._next_ident, face.box.float(), last_frame=index, detected=face.box.float(),
+                          detected_frame=index)
+            self._next_ident += 1
+            track.revived_from = self._ended_at(face.box)
+            survivors.append(track)
         self.tracks = sorted(survivors, key=lambda track: -float(track.box[3] - track.box[1]))[:MAX_TRACKS]
         return {track.ident for track in survivors if track.last_frame == index and track.misses == 0}
+
+    def _ended_at(self, box: torch.Tensor) -> Track | None:
+        """The lately ended track that overlaps ``box`` most (at least MATCH_IOU), taken off the list."""
+        if not self.ended:
+            return None
+        overlap = box_iou(torch.stack([track.box for track in self.ended]), box[None])[:, 0]
+        best = int(overlap.argmax())
+        if float(overlap[best]) < MATCH_IOU:
+            return None
+        return self.ended.pop(best)
 
     def _place(self, track: Track, index: int, refresh: set[int], frame_height: int,
                frame_width: int) -> FacePlacement:
         box = track.box_at(index)
         return FacePlacement(track.ident, box, FaceCrop.around(box, frame_height, frame_width),
-                             detected=track.ident in refresh)
+                             detected=track.ident in refresh, frame_index=index, owner=track)
 
     def _crops(self, placements: list[list[FacePlacement]], lightness: torch.Tensor) -> None:
         """Cut the crops of the detected faces, with global features where a track needs new ones."""
@@ -327,23 +373,43 @@ class FaceTracker:
         if not due:
             return
         crops = crop_lightness(lightness, [placement.crop for _, placement in due], [i for i, _ in due])
-        tracks = {track.ident: track for track in self.tracks}
+        # In frame order, which crops need VGG16: a track's first crop, unless it takes up an
+        # ended track's features, and then one every TRACK_GLOBAL_EVERY frames. Each later crop
+        # of the batch uses the features of the crop its track (or the track it revives) last got.
+        source: dict[int, int] = {}  # track ident -> index in due of the crop its features come from
         stale = []
-        for k, (i, placement) in enumerate(due):
-            placement.crop_lightness = crops[k]
-            track = tracks.get(placement.track)
-            if track is None or track.global_vector is None or track.last_frame - track.global_frame >= TRACK_GLOBAL_EVERY:
-                stale.append(k)
-        if stale:
-            vectors = crop_global_vectors(self.colorizer, crops[stale])
-            for k, vector in zip(stale, vectors):
-                track = tracks.get(due[k][1].track)
-                if track is not None:
-                    track.global_vector, track.global_frame = vector, track.last_frame
-                due[k][1].global_vector = vector
         for k, (_, placement) in enumerate(due):
-            if placement.global_vector is None:
-                placement.global_vector = tracks[placement.track].global_vector
+            placement.crop_lightness = crops[k]
+            track = placement.owner
+            previous = track.revived_from
+            if track.ident not in source and track.global_vector is None and previous is not None:
+                if previous.ident in source:
+                    source[track.ident] = source[previous.ident]
+                elif previous.global_vector is not None:
+                    track.global_vector, track.global_frame = previous.global_vector, previous.global_frame
+            last = source.get(track.ident)
+            last_frame = due[last][1].frame_index if last is not None else track.global_frame
+            if (last is None and track.global_vector is None) or placement.frame_index - last_frame >= TRACK_GLOBAL_EVERY:
+                source[track.ident] = k
+                stale.append(k)
+        vectors = dict(zip(stale, crop_global_vectors(self.colorizer, crops[stale]))) if stale else {}
+        for k, (_, placement) in enumerate(due):
+            track = placement.owner
+            last = source.get(track.ident)
+            if last is not None and last <= k:
+                placement.global_vector = vectors[last] if last in vectors else due[last][1].global_vector
+            else:
+                placement.global_vector = track.global_vector
+        for k, vector in vectors.items():
+            track = due[k][1].owner
+            if due[k][1].frame_index >= track.global_frame:
+                track.global_vector, track.global_frame = vector, due[k][1].frame_index
+        for track in self.tracks:  # revived tracks keep the features, not the ended track
+            previous = track.revived_from
+            if previous is not None and track.global_vector is None and previous.global_vector is not None:
+                track.global_vector, track.global_frame = previous.global_vector, previous.global_frame
+            if track.global_vector is not None:
+                track.revived_from = None
 
 
 class FaceBlender:

@@ -229,8 +229,10 @@ class FaceDetector:
         return self
 
     @torch.no_grad()
-    def detect(self, lightness: torch.Tensor) -> list[list[Face]]:
-        """L (N, 1, H, W) in [0, 100] -> for each frame its faces, best first."""
+    def detect(self, lightness: torch.Tensor, score_threshold: float | None = None) -> list[list[Face]]:
+        """L (N, 1, H, W) in [0, 100] -> for each frame its faces, best first (score_threshold: instead of ours)."""
+        if score_threshold is None:
+            score_threshold = self.score_threshold
         height, width = lightness.shape[-2:]
         scale = min(1.0, self.detect_size / max(height, width))
         small = lightness.to(self.device, torch.float32)
@@ -247,7 +249,7 @@ class FaceDetector:
         factor = torch.tensor([width / small_width, height / small_height], device=boxes.device)
         found = []
         for frame_scores, frame_boxes, frame_landmarks in zip(scores, boxes, landmarks):
-            keep = frame_scores >= self.score_threshold
+            keep = frame_scores >= score_threshold
             frame_scores, frame_boxes, frame_landmarks = frame_scores[keep], frame_boxes[keep], frame_landmarks[keep]
             kept = nms(frame_boxes, frame_scores, self.nms_iou)
             frame_boxes = (frame_boxes[kept].view(-1, 2, 2) * factor).view(-1, 4)
