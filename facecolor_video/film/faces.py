@@ -415,17 +415,35 @@ class FaceTracker:
 class FaceBlender:
     """Blends each tracked face's crop a*b* into its frame's prediction; runs after ``Colorizer.predict``.
 
-    Keeps each track's last crop a*b*: colorized again where the tracker cut a
-    new crop (averaged with the previous one, ``CROP_MEMORY``, against pumping),
-    placed as it is at the track's current box in between.
+    Keeps each track's crop colour: where the tracker cut a new crop it is
+    colorized again, averaged with the colour so far (``CROP_MEMORY``), and
+    the face fades from the old colour to the new one over the next
+    ``detect_every`` frames instead of changing at once (against pumping); in
+    between, the colour is placed as it is at the track's current box.
     """
 
-    def __init__(self, colorizer: Colorizer):
+    def __init__(self, colorizer: Colorizer, fade_frames: int = DETECT_EVERY):
         self.colorizer = colorizer
-        self.crop_ab: dict[int, torch.Tensor] = {}
+        self.fade_frames = max(1, int(fade_frames))
+        self.crop_ab: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}  # ident -> from, to, fade start
 
     def reset(self) -> None:
         self.crop_ab = {}
+
+    def _colour_at(self, ident: int, frame_index: int) -> torch.Tensor | None:
+        state = self.crop_ab.get(ident)
+        if state is None:
+            return None
+        before, after, start = state
+        weight = min(max((frame_index - start) / self.fade_frames, 0.0), 1.0)
+        return after if weight >= 1 or before is after else before + weight * (after - before)
+
+    def _refresh(self, ident: int, fresh: torch.Tensor, frame_index: int) -> None:
+        current = self._colour_at(ident, frame_index)
+        if current is None:
+            self.crop_ab[ident] = (fresh, fresh, frame_index)
+        else:
+            self.crop_ab[ident] = (current, fresh + CROP_MEMORY * (current - fresh), frame_index)
 
     @torch.no_grad()
     def blend(self, ab: torch.Tensor, placements: list[list[FacePlacement]], frame_height: int,
@@ -434,20 +452,19 @@ class FaceBlender:
         if not any(placements):
             return ab
         due = [placement for frame in placements for placement in frame if placement.crop_lightness is not None]
+        fresh = {}
         if due:
-            fresh, _ = colorize_crops(self.colorizer, torch.stack([p.crop_lightness for p in due]),
-                                      torch.stack([p.global_vector for p in due]))
-            for placement, crop_ab in zip(due, fresh):
-                previous = self.crop_ab.get(placement.track)
-                if previous is not None:
-                    crop_ab = crop_ab + CROP_MEMORY * (previous - crop_ab)
-                self.crop_ab[placement.track] = crop_ab
+            colours, _ = colorize_crops(self.colorizer, torch.stack([p.crop_lightness for p in due]),
+                                        torch.stack([p.global_vector for p in due]))
+            fresh = {id(placement): colour for placement, colour in zip(due, colours)}
         ab = ab.clone()
         alive = set()
         for index, frame in enumerate(placements):
             for placement in frame:
                 alive.add(placement.track)
-                crop_ab = self.crop_ab.get(placement.track)
+                if id(placement) in fresh:
+                    self._refresh(placement.track, fresh[id(placement)], placement.frame_index)
+                crop_ab = self._colour_at(placement.track, placement.frame_index)
                 if crop_ab is not None:
                     paste_crop_ab(ab[index], crop_ab, placement.crop, placement.box, frame_height, frame_width)
         for ident in [ident for ident in self.crop_ab if ident not in alive]:
@@ -467,7 +484,7 @@ class FaceRefiner:
     def __init__(self, colorizer: Colorizer, detector: FaceDetector, debug_dir: str | Path | None = None):
         self.colorizer = colorizer
         self.tracker = FaceTracker(colorizer, detector)
-        self.blender = FaceBlender(colorizer)
+        self.blender = FaceBlender(colorizer, self.tracker.detect_every)
         self.debug_dir = Path(debug_dir) if debug_dir is not None else None
         if self.debug_dir is not None:
             self.debug_dir.mkdir(parents=True, exist_ok=True)
