@@ -237,3 +237,24 @@ def test_a_face_seen_again_where_a_track_ended_takes_up_its_global_features(colo
     assert again.track != first.track and again.crop_lightness is not None
     assert computed == [1]  # only the first sighting ran VGG16
     assert torch.equal(again.global_vector, first.global_vector)
+
+
+def test_a_face_fades_to_its_new_colour_over_the_detection_interval(monkeypatch):
+    def colorize_crops(colorizer, crops, vectors):  # the face's crop colour: 10 at first, 30 when seen again
+        return torch.stack([torch.full((2, 128, 128), value) for value in (10.0, 30.0)[:len(crops)]]), vectors
+
+    monkeypatch.setattr(face_stage, "colorize_crops", colorize_crops)
+    blender = face_stage.FaceBlender(colorizer=None, fade_frames=4)
+    box = torch.tensor([100.0, 100.0, 200.0, 220.0])
+    crop = face_stage.FaceCrop.around(box, 480, 640)
+
+    def placement(index, refresh):
+        return face_stage.FacePlacement(7, box, crop, torch.zeros(1, 128, 128) if refresh else None,
+                                        torch.zeros(512) if refresh else None, refresh, index)
+
+    frames = [[placement(index, index in (0, 4))] for index in range(10)]
+    ab = blender.blend(torch.zeros(10, 2, 60, 80), frames, 480, 640)
+    centre = ab[:, 0, 20, 19].tolist()  # the face's centre at the render size
+    # new colour 30 at frame 4, averaged with the current 10 (CROP_MEMORY 0.5): 20, reached by frame 8
+    assert centre[:5] == pytest.approx([10, 10, 10, 10, 10])
+    assert centre[5:] == pytest.approx([12.5, 15, 17.5, 20, 20])
