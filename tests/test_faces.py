@@ -211,7 +211,6 @@ def test_tracking_follows_a_face_smoothly_starts_new_faces_and_resets_at_a_cut(c
     # face B: not before the detection after it appears, then tracked, with a crop to colorize
     assert all(len(frame) == 1 for frame in placements[:16])
     assert len(placements[16]) == 2 and placements[16][1].crop_lightness is not None
-    assert placements[16][1].global_vector is not None
     # after the cut only the new face, under a new track
     assert [len(frame) for frame in placements[20:]] == [1] * 10
     assert all(p.track not in (first, placements[16][1].track) for frame in placements[20:] for p in frame)
@@ -231,7 +230,12 @@ def test_a_face_seen_again_where_a_track_ended_takes_up_its_global_features(colo
     tracker = face_stage.FaceTracker(faces_on, ScriptedDetector(script), detect_every=4)
     lightness = torch.zeros(28, 1, 480, 640)
     lightness[:, 0, 0, 0] = torch.arange(28).float()
-    placements = tracker.plan(list(range(28)), [False] * 28, lightness, render_height=128)
+    placements = []
+    blender = face_stage.FaceBlender(faces_on, fade_frames=4)
+    for start in range(0, 28, 8):  # the tracker beside decoding, the blender after the head, batch by batch
+        batch = tracker.plan(list(range(start, min(start + 8, 28))), [False] * 8, lightness[start:start + 8], 128)
+        blender.blend(torch.zeros(len(batch), 2, 60, 80), batch, 480, 640)
+        placements += batch
     assert [len(frame) for frame in placements[8:20]] == [0] * 12  # ended after missing two detections
     first, again = placements[0][0], placements[20][0]
     assert again.track != first.track and again.crop_lightness is not None
@@ -248,9 +252,11 @@ def test_a_face_fades_to_its_new_colour_over_the_detection_interval(monkeypatch)
     box = torch.tensor([100.0, 100.0, 200.0, 220.0])
     crop = face_stage.FaceCrop.around(box, 480, 640)
 
+    track = face_stage.Track(7, box, global_vector=torch.zeros(512), global_frame=0)
+
     def placement(index, refresh):
         return face_stage.FacePlacement(7, box, crop, torch.zeros(1, 128, 128) if refresh else None,
-                                        torch.zeros(512) if refresh else None, refresh, index)
+                                        detected=refresh, frame_index=index, owner=track)
 
     frames = [[placement(index, index in (0, 4))] for index in range(10)]
     ab = blender.blend(torch.zeros(10, 2, 60, 80), frames, 480, 640)

@@ -247,8 +247,9 @@ class Track:
 class FacePlacement:
     """What the blending step needs for one face in one frame.
 
-    crop_lightness and global_vector are set on frames where the track's crop is
-    colorized again; on the other frames its last crop a*b* is placed at ``box``.
+    crop_lightness is set on frames where the track's crop is colorized again
+    (global_vector then by ``FaceBlender``); on the other frames the track's
+    last crop a*b* is placed at ``box``.
     """
 
     track: int
@@ -368,48 +369,12 @@ class FaceTracker:
                              detected=track.ident in refresh, frame_index=index, owner=track)
 
     def _crops(self, placements: list[list[FacePlacement]], lightness: torch.Tensor) -> None:
-        """Cut the crops of the detected faces, with global features where a track needs new ones."""
+        """Cut the crops of the faces detected in this batch (colorized by ``FaceBlender``)."""
         due = [(i, placement) for i, frame in enumerate(placements) for placement in frame if placement.detected]
-        if not due:
-            return
-        crops = crop_lightness(lightness, [placement.crop for _, placement in due], [i for i, _ in due])
-        # In frame order, which crops need VGG16: a track's first crop, unless it takes up an
-        # ended track's features, and then one every TRACK_GLOBAL_EVERY frames. Each later crop
-        # of the batch uses the features of the crop its track (or the track it revives) last got.
-        source: dict[int, int] = {}  # track ident -> index in due of the crop its features come from
-        stale = []
-        for k, (_, placement) in enumerate(due):
-            placement.crop_lightness = crops[k]
-            track = placement.owner
-            previous = track.revived_from
-            if track.ident not in source and track.global_vector is None and previous is not None:
-                if previous.ident in source:
-                    source[track.ident] = source[previous.ident]
-                elif previous.global_vector is not None:
-                    track.global_vector, track.global_frame = previous.global_vector, previous.global_frame
-            last = source.get(track.ident)
-            last_frame = due[last][1].frame_index if last is not None else track.global_frame
-            if (last is None and track.global_vector is None) or placement.frame_index - last_frame >= TRACK_GLOBAL_EVERY:
-                source[track.ident] = k
-                stale.append(k)
-        vectors = dict(zip(stale, crop_global_vectors(self.colorizer, crops[stale]))) if stale else {}
-        for k, (_, placement) in enumerate(due):
-            track = placement.owner
-            last = source.get(track.ident)
-            if last is not None and last <= k:
-                placement.global_vector = vectors[last] if last in vectors else due[last][1].global_vector
-            else:
-                placement.global_vector = track.global_vector
-        for k, vector in vectors.items():
-            track = due[k][1].owner
-            if due[k][1].frame_index >= track.global_frame:
-                track.global_vector, track.global_frame = vector, due[k][1].frame_index
-        for track in self.tracks:  # revived tracks keep the features, not the ended track
-            previous = track.revived_from
-            if previous is not None and track.global_vector is None and previous.global_vector is not None:
-                track.global_vector, track.global_frame = previous.global_vector, previous.global_frame
-            if track.global_vector is not None:
-                track.revived_from = None
+        if due:
+            crops = crop_lightness(lightness, [placement.crop for _, placement in due], [i for i, _ in due])
+            for crop, (_, placement) in zip(crops, due):
+                placement.crop_lightness = crop
 
 
 class FaceBlender:
@@ -445,6 +410,48 @@ class FaceBlender:
         else:
             self.crop_ab[ident] = (current, fresh + CROP_MEMORY * (current - fresh), frame_index)
 
+    def _global_features(self, due: list[FacePlacement]) -> None:
+        """Give each crop to colorize its VGG16 features, computing them only where its track needs new ones.
+
+        Here, after the head, rather than beside decoding: on a CPU the decoding
+        thread (decode, L, the frames' VGG16, detection) is the longer one.
+        In frame order: a track's first crop needs features, unless it takes up
+        an ended track's, and then one every TRACK_GLOBAL_EVERY frames; every
+        other crop uses the features its track (or the track it revives) last got.
+        """
+        source: dict[int, int] = {}  # track ident -> index in due of the crop its features come from
+        stale = []
+        for k, placement in enumerate(due):
+            track = placement.owner
+            previous = track.revived_from
+            if track.ident not in source and track.global_vector is None and previous is not None:
+                if previous.ident in source:
+                    source[track.ident] = source[previous.ident]
+                elif previous.global_vector is not None:
+                    track.global_vector, track.global_frame = previous.global_vector, previous.global_frame
+            last = source.get(track.ident)
+            last_frame = due[last].frame_index if last is not None else track.global_frame
+            if (last is None and track.global_vector is None) or placement.frame_index - last_frame >= TRACK_GLOBAL_EVERY:
+                source[track.ident] = k
+                stale.append(k)
+        crops = torch.stack([due[k].crop_lightness for k in stale]) if stale else None
+        vectors = dict(zip(stale, crop_global_vectors(self.colorizer, crops))) if stale else {}
+        for k, placement in enumerate(due):
+            track = placement.owner
+            last = source.get(track.ident)
+            if k in vectors:
+                placement.global_vector = vectors[k]
+                track.global_vector, track.global_frame = vectors[k], placement.frame_index
+            elif last is not None and last < k:
+                placement.global_vector = due[last].global_vector
+            else:
+                placement.global_vector = track.global_vector
+        for placement in due:  # revived tracks keep the features, not the ended track
+            track = placement.owner
+            if track.global_vector is None and track.revived_from is not None:
+                track.global_vector, track.global_frame = placement.global_vector, placement.frame_index
+            track.revived_from = None
+
     @torch.no_grad()
     def blend(self, ab: torch.Tensor, placements: list[list[FacePlacement]], frame_height: int,
               frame_width: int) -> torch.Tensor:
@@ -454,6 +461,7 @@ class FaceBlender:
         due = [placement for frame in placements for placement in frame if placement.crop_lightness is not None]
         fresh = {}
         if due:
+            self._global_features(due)
             colours, _ = colorize_crops(self.colorizer, torch.stack([p.crop_lightness for p in due]),
                                         torch.stack([p.global_vector for p in due]))
             fresh = {id(placement): colour for placement, colour in zip(due, colours)}
