@@ -58,7 +58,7 @@ from .film.pipeline import (
 from .media.video import VideoFrame, VideoReader, VideoWriter
 from .model.colorizer import Colorizer, render_shape
 
-STAGES = ("decode", "lightness", "global_features", "head", "smoothing", "compose", "encode")
+STAGES = ("decode", "lightness", "global_features", "head", "faces", "smoothing", "compose", "encode")
 DEFAULT_FRAMES = 64
 # Container for the benchmark's outputs: Matroska takes every codec.
 _SUFFIX = ".mkv"

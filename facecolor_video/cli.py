@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from .errors import FacecolorError
-from .settings import DEVICES, PRECISIONS, SETTINGS, SMOOTH_MODES
+from .settings import DEVICES, FACE_MODES, PRECISIONS, SETTINGS, SMOOTH_MODES
 
 
 def _option(name: str, **extra):
@@ -67,6 +67,8 @@ def _colorizer_options(function):
         _option("render_size"),
         _option("global_every"),
         click.option("--chroma-gain", type=click.FloatRange(0, 4), default=None, help="scale the predicted colour (default: the model's tuned value)"),
+        click.option("--faces", type=click.Choice(FACE_MODES), default=SETTINGS["faces"].default, show_default=True,
+                     help=SETTINGS["faces"].help),
     ]):
         function = decorator(function)
     return function
@@ -109,11 +111,11 @@ def _check_references(reference, references) -> None:
     reference_images(reference, references)
 
 
-def _make_colorizer(model, device, precision, render_size, global_every, chroma_gain):
+def _make_colorizer(model, device, precision, render_size, global_every, chroma_gain, faces):
     from .model.colorizer import Colorizer
 
     return Colorizer(model=model, device=device, precision=precision, render_size=render_size,
-                     global_every=global_every, chroma_gain=chroma_gain)
+                     global_every=global_every, chroma_gain=chroma_gain, faces=faces)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,14 +133,16 @@ def main():
 @click.option("--deinterlace", type=click.Choice(["frame", "field"]), is_flag=False, flag_value="frame",
               help="progressive output through bwdif, at the frame rate (the default) or the field rate")
 @click.option("--ivtc", is_flag=True, help="telecined film (24 frames/s shown at 30): give back the film frames")
+@click.option("--faces-debug", type=click.Path(file_okay=False, path_type=Path),
+              help="write the frames where faces were detected, boxes drawn, into this folder")
 @_film_options
 @_composition_options
 @_segment_options
 @_reference_options
 @_colorizer_options
-def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, batch_size, smooth, smooth_radius, codec, crf,
-             preset, no_audio, quiet, exact_lab, pix_fmt, resume, workers, segment_seconds, ray_address, reference,
-             references, reference_all_shots, **colorizer_settings):
+def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, faces_debug, batch_size, smooth,
+             smooth_radius, codec, crf, preset, no_audio, quiet, exact_lab, pix_fmt, resume, workers, segment_seconds,
+             ray_address, reference, references, reference_all_shots, **colorizer_settings):
     """Colorize IN into OUT, or many inputs into --output-dir. IN or OUT may be - (stdin, stdout).
 
     \b
@@ -157,7 +161,8 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, bat
                               deinterlace="ivtc" if ivtc else deinterlace,
                               stream_format=output_format if output_dir is None else None,
                               exact_lab=exact_lab, pix_fmt=pix_fmt, reference=reference,
-                              references=references, reference_all_shots=reference_all_shots)
+                              references=references, reference_all_shots=reference_all_shots,
+                              faces_debug=faces_debug)
     if resume or workers > 1 or ray_address:
         from .scale.batch import colorize_many_segmented
 

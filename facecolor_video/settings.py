@@ -26,11 +26,13 @@ SETTINGS: dict[str, Setting] = {
     "pix_fmt": Setting(None, help="video pixel format (yuv420p, yuv422p, yuv444p, yuv420p10le, ...; "
                                   "default: 4:2:0, 4:4:4 at odd sizes, 10-bit for deep sources)"),
     "every": Setting(240, 1, None, "preview: take every Nth frame"),
+    "faces": Setting("auto", help="auto: each face found is colorized from a close-up crop of its own; off: not"),
 }
 
 SMOOTH_MODES = ("window", "ema", "none")
 DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FACE_MODES = ("auto", "off")
 
 
 def default(name: str):

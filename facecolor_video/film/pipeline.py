@@ -26,6 +26,7 @@ from ..media.prefetch import BackgroundWriter, Prefetcher
 from ..media.video import STDIO, VideoFrame, VideoReader, VideoWriter
 from ..model.colorizer import Colorizer, PreparedBatch
 from ..settings import default
+from .faces import FaceRefiner
 from .reference import ReferenceColorizer, load_references
 from .shot_features import ANCHOR_WINDOW, ShotGlobalFeatures
 from .temporal import SceneCutDetector, TemporalSmoother
@@ -62,6 +63,8 @@ class ColorizeOptions:
     references: str | None = None
     # apply the reference to every shot, not only to those whose global features resemble it
     reference_all_shots: bool = False
+    # a folder for the frames where faces were detected, with their boxes drawn
+    faces_debug: Path | None = None
 
 
 @dataclass
@@ -96,6 +99,7 @@ class AnalyzedBatch:
     new_shot: list[bool]
     global_vectors: torch.Tensor
     anchors: list[bool] = field(default_factory=list)
+    faces: list | None = None  # per frame, its faces' FacePlacements (None: faces off)
 
 
 def batched(frames: Iterable[VideoFrame], size: int) -> Iterator[list[VideoFrame]]:
@@ -124,9 +128,11 @@ class FrameColorizer:
 
     def __init__(self, colorizer: Colorizer, smooth: str = default("smooth"), radius: int = default("smooth_radius"),
                  global_blend: str = "interpolate", reference: ReferenceColorizer | None = None,
-                 anchor_window: int = ANCHOR_WINDOW):
+                 anchor_window: int = ANCHOR_WINDOW, faces_debug: Path | None = None):
         self.colorizer = colorizer
         self.reference = reference
+        # faces found in prepare get their own crop blended in after the head (None: faces off)
+        self.faces = FaceRefiner.for_colorizer(colorizer, faces_debug)
         self.colorizer.reset()
         # one detector decides the shots, for the smoother and for the global features alike
         self.detector = SceneCutDetector()
@@ -166,7 +172,14 @@ class FrameColorizer:
             vectors = self.colorizer.global_vectors(anchor_lightness, [True] * len(anchor_lightness))
         else:
             vectors = anchor_lightness.new_empty((0, self.colorizer.global_features.out_channels))
-        return AnalyzedBatch(prepared, new_shot, vectors, anchors)
+        faces = None
+        if self.faces is not None:
+            lightness = prepared.lightness
+            if frames[0].yuv is not None:  # luma codes: the detector and the crops want L
+                lightness = self.colorizer.lightness_of_luma(lightness, frames[0].yuv.format)
+            faces = self.faces.plan([frame.index for frame in frames], new_shot, lightness,
+                                    prepared.small_lightness.shape[-2])
+        return AnalyzedBatch(prepared, new_shot, vectors, anchors, faces)
 
     def advance(self, frames: list[VideoFrame], analyzed: AnalyzedBatch) -> list:
         """a*b* and smoothing; returns the frames now ready for ``compose``.
@@ -188,6 +201,8 @@ class FrameColorizer:
         for frames, analyzed in settled:
             prepared, new_shot = analyzed.prepared, analyzed.new_shot
             ab = self.colorizer.predict(prepared.small_lightness, global_vectors=analyzed.global_vectors)
+            if analyzed.faces is not None:
+                ab = self.faces.blend(ab, analyzed.faces, *prepared.lightness.shape[-2:])
             if self.reference is not None:
                 with self.colorizer.stage("reference"):
                     ab = self.reference.apply(frames, prepared.small_lightness, ab, analyzed.global_vectors)
@@ -236,10 +251,13 @@ class FrameColorizer:
                 torch.stack([ab for _, _, ab, _ in ready]),
                 ready[0][3],
             )
-        return [
+        composed = [
             VideoFrame(rgb=rgb[i], pts=frame.pts, time_base=frame.time_base, alpha=frame.alpha, index=frame.index)
             for i, (frame, _, _, _) in enumerate(ready)
         ]
+        if self.faces is not None:
+            self.faces.write_debug(composed)
+        return composed
 
     def _compose_planes(self, ready: list[tuple[VideoFrame, torch.Tensor, torch.Tensor, float]]) -> list[VideoFrame]:
         """Frames given as planes: their luma kept, Cb/Cr computed at chroma resolution (RGB where the output needs it)."""
@@ -283,7 +301,7 @@ def colorize_file(
         if on_start is not None:
             on_start(reader)
         stream = FrameColorizer(colorizer, options.smooth if not reader.is_image else "none", options.smooth_radius,
-                                reference=film_references(colorizer, options, reader))
+                                reference=film_references(colorizer, options, reader), faces_debug=options.faces_debug)
         fields = plan_fields(reader, options.deinterlace, options.codec)
         fields.attach(reader)
         with VideoWriter(
@@ -327,7 +345,7 @@ def keeps_luma_planes(reader: VideoReader, destination: Path, options: ColorizeO
     Planes for a film written as a video; Lab -> RGB for stills, for outputs
     with alpha and with ``exact_lab``.
     """
-    return (not options.exact_lab and not reader.is_image and not reader.has_alpha
+    return (not options.exact_lab and not reader.is_image and not reader.has_alpha and options.faces_debug is None
             and (str(destination) == STDIO or output_kind(Path(destination)) == "video"))
 
 

@@ -338,13 +338,8 @@ def _check_frames_dir(frames_dir: Path) -> None:
 
 
 def _colorize_still(colorizer, frame: VideoFrame, reference=None) -> np.ndarray:
-    # fresh global features for every frame: preview frames are far apart
-    prepared = colorizer.prepare([frame.rgb])
-    vectors = colorizer.global_vectors(prepared.small_lightness, [True])
-    ab = colorizer.predict(prepared.small_lightness, global_vectors=vectors)
-    if reference is not None:
-        ab = reference.apply([frame], prepared.small_lightness, ab, vectors)
-    return colorizer.compose(prepared.lightness, ab, prepared.max_value)[0]
+    # as a photo (fresh global features, faces found anew): preview frames are far apart
+    return colorizer.colorize([frame.rgb], reference=reference)[0]
 
 
 def make_preview(

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..devices import autocast_dtype, resolve_device, usable_cores
 from ..errors import WeightsError
 from ..media.planes import PlaneFormat, YuvPlanes
-from ..settings import default
+from ..settings import FACE_MODES, default
 from . import weights as weights_registry
 from .backbone import GlobalFeatures, build_global_features
 from .chroma import ChromaComposer, lightness_from_luma
@@ -40,6 +40,7 @@ from .color import (
     rgb_to_lightness,
     srgb_to_linear,
 )
+from .face_detector import load_face_detector
 from .network import SIZE_MULTIPLE, ColorizationNet
 
 # the training crops are 128 px: measured best on faces and on people in context
@@ -124,6 +125,8 @@ class Colorizer:
     the library and the command line give the same film. Stills passed to
     ``colorize`` always get their own.
     chroma_gain: multiplies the predicted a*b*; None takes the model's tuned value.
+    faces: ``auto`` finds faces and colorizes each from a close-up crop of its
+    own (see ``film/faces.py``); ``off`` leaves them to the frame's prediction.
     """
 
     def __init__(
@@ -135,6 +138,7 @@ class Colorizer:
         global_every: int = default("global_every"),
         chroma_gain: float | None = None,
         backbone_weights: str | Path | None = None,
+        faces: str = default("faces"),
     ):
         self.device = resolve_device(device)
         self.amp_dtype = autocast_dtype(self.device, precision)
@@ -163,6 +167,10 @@ class Colorizer:
         self._head_pool_size = usable_cores()
         # one ChromaComposer per composing thread: each keeps its own CUDA stream and host buffer
         self._composers = threading.local()
+        if faces not in FACE_MODES:
+            raise ValueError(f"faces must be one of {FACE_MODES}, got {faces!r}")
+        # faces="auto": YuNet finds faces, each colorized from a crop of its own (film/faces.py)
+        self.face_detector = load_face_detector().to(self.device) if faces == "auto" else None
 
     # ------------------------------------------------------------------ steps
     def to_tensor(self, frames: list[np.ndarray] | np.ndarray) -> tuple[torch.Tensor, float]:
@@ -411,6 +419,11 @@ class Colorizer:
         # frames handed in together may be unrelated photos: each gets its own global features
         vectors = self.global_vectors(prepared.small_lightness, [True] * prepared.small_lightness.shape[0])
         ab = self.predict(prepared.small_lightness, global_vectors=vectors)
+        if self.face_detector is not None:
+            # the film's face stage, on unrelated frames
+            from ..film.faces import refine_stills
+
+            ab, _ = refine_stills(self, self.face_detector, prepared.lightness, ab)
         if reference is not None:
             from ..film.reference import ReferenceColorizer
 

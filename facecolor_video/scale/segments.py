@@ -60,7 +60,8 @@ SEGMENT_SUFFIX = ".mp4"
 # Extra lead-in for the EMA smoother: its memory decays by 0.75 a frame, 0.75**40 ~ 1e-5.
 EMA_LEAD_IN = 40
 # Settings of the Colorizer that workers rebuild it from (all keyword arguments).
-COLORIZER_KEYS = ("model", "device", "precision", "render_size", "global_every", "chroma_gain", "backbone_weights")
+COLORIZER_KEYS = ("model", "device", "precision", "render_size", "global_every", "chroma_gain", "backbone_weights",
+                  "faces")
 
 
 # ---------------------------------------------------------------- the plan
