@@ -25,7 +25,7 @@ from ..film.temporal import flicker
 from ..media.video import VideoFrame, VideoReader
 from ..model.color import rgb_to_lab
 from ..model.colorizer import Colorizer
-from .evaluate import evaluate, format_table, iter_images, results_to_json, to_gray_rgb
+from .evaluate import constant_ab_baseline, evaluate, format_table, iter_images, results_to_json, to_gray_rgb
 
 # Mean a*b* of the training face crops (utkface/train, 400 evenly spaced images):
 # the "constant colour" baseline a model has to beat.
@@ -81,8 +81,13 @@ def _lab_frames(frames: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int, batch_size: int,
-                    limit: int | None = None) -> EvalResult:
-    """One colour clip: gray it, colorize it as a film, compare frame by frame; flicker too."""
+                    limit: int | None = None, mean_ab: tuple[float, float] | None = None,
+                    keep_frames: int = 0) -> EvalResult:
+    """One colour clip: gray it, colorize it as a film, compare frame by frame; flicker too.
+
+    ``mean_ab`` adds the constant-colour baseline's row; ``keep_frames`` > 0 puts that many
+    evenly spaced (gray, model, original) frames into ``extra["sheet_rows"]``.
+    """
     started = time.perf_counter()
     originals, grays = [], []
     with VideoReader(video) as reader:
@@ -107,9 +112,16 @@ def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int,
         "model": {"psnr": model_psnr, "n_images": len(outputs), "seconds": seconds},
         "gray": {"psnr": gray_psnr, "n_images": len(outputs)},
     }
+    if mean_ab is not None:
+        results["mean_ab"] = {"psnr": float(np.mean([_frame_psnr(o, constant_ab_baseline(g.rgb, mean_ab))
+                                                     for o, g in zip(originals, grays)])),
+                              "n_images": len(outputs)}
     extra = {"smooth": smooth, "smooth_radius": radius, "frames": len(outputs),
              "model_psnr": model_psnr, "gray_psnr": gray_psnr, "excess_flicker": float(excess_flicker),
              "scene_cuts": stream.scene_cuts}
+    if keep_frames:
+        picked = [i * len(outputs) // keep_frames for i in range(min(keep_frames, len(outputs)))]
+        extra["sheet_rows"] = [(grays[i].rgb, outputs[i], originals[i]) for i in picked]
     return EvalResult(f"video: {video} ({len(outputs)} frames, --smooth {smooth})", _fill(results), extra)
 
 
