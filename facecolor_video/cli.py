@@ -154,6 +154,8 @@ def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, sm
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="autocast: auto is bf16 on CUDA and on CPUs with native bf16")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True, help="steps")
+@click.option("--val-limit", type=click.IntRange(1), default=400, show_default=True,
+              help="validation images per set (evenly spaced)")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), help="minutes; stop (and keep the best) after this")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="image-loading processes")
@@ -242,12 +244,14 @@ def _parse_mix(text: str | None):
               help="--suite: the shared data folder (default: FACECOLOR_DATA, else ../shared/data)")
 @click.option("--sheets", "sheets_dir", type=click.Path(file_okay=False, path_type=Path),
               help="--suite: write a contact sheet (gray | model | original) per set into this folder")
+@click.option("--set", "suite_sets", multiple=True, metavar="NAME",
+              help="--suite: only this set (utkface_val, people, plain_backdrops, bsds500_test, bikes, carphone); repeat")
 @click.option("--smooth", type=click.Choice(SMOOTH_MODES), default=SETTINGS["smooth"].default, show_default=True)
 @_option("smooth_radius")
 @_option("batch_size")
 @_colorizer_options
-def evaluate_command(image_dirs, videos, limit, as_json, suite, data_root, sheets_dir, smooth, smooth_radius,
-                     batch_size, **colorizer_settings):
+def evaluate_command(image_dirs, videos, limit, as_json, suite, data_root, sheets_dir, suite_sets, smooth,
+                     smooth_radius, batch_size, **colorizer_settings):
     """Measure colorization quality against colour originals and baselines.
 
     \b
@@ -265,7 +269,8 @@ def evaluate_command(image_dirs, videos, limit, as_json, suite, data_root, sheet
         from .training.suite import DEFAULT_LIMIT, evaluate_suite
 
         result = evaluate_suite(colorizer, find_data_root(data_root), limit=limit or DEFAULT_LIMIT,
-                                sheets_dir=sheets_dir, smooth=smooth, radius=smooth_radius, batch_size=batch_size)
+                                sheets_dir=sheets_dir, smooth=smooth, radius=smooth_radius, batch_size=batch_size,
+                                sets=list(suite_sets) or None)
         click.echo(result.to_json() if as_json else result.to_text())
     outputs = []
     if image_dirs:

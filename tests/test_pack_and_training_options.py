@@ -151,6 +151,23 @@ def test_a_pack_in_parts_uses_the_shards_present_and_refuses_a_damaged_one(packe
 # ------------------------------------------------------------------ training options
 
 
+class PooledLightness(torch.nn.Module):
+    """A stand-in for VGG16's global features (the tests here are about the head's training, not VGG)."""
+
+    out_channels = 512
+
+    def forward(self, lightness):
+        pooled = torch.nn.functional.adaptive_avg_pool2d(lightness / 100, 4).flatten(1)  # (N, 16)
+        return pooled.repeat(1, 32)
+
+
+@pytest.fixture
+def small_backbone(monkeypatch):
+    from facecolor_video.training import train as train_module
+
+    monkeypatch.setattr(train_module, "build_global_features", lambda *args, **kwargs: PooledLightness())
+
+
 def test_rebalancing_weighs_rare_colours_more():
     counts = torch.zeros(ChromaPrior.BINS, ChromaPrior.BINS)
     gray_bin = ChromaPrior.bin_index(torch.zeros(1, 2, 1, 1)).item()
@@ -221,7 +238,7 @@ def test_mix_by_name_or_in_order():
     {"lightness_jitter": 0.3},
     {"batch_norm": True},
 ])
-def test_each_option_trains_a_step_from_a_pack(packed, tmp_path, options):
+def test_each_option_trains_a_step_from_a_pack(packed, tmp_path, options, small_backbone):
     config = TrainConfig(data=[str(packed)], val=[str(packed)], epochs=1, batch_size=4, crop_size=32, workers=0,
                          device="cpu", precision="fp32", **options)
     trainer = Trainer(config, tmp_path / "run", progress=False)
@@ -241,7 +258,7 @@ def test_each_option_trains_a_step_from_a_pack(packed, tmp_path, options):
         assert trainer.prior is not None and trainer.prior.weights.max() > trainer.prior.weights[trainer.prior.weights > 0].min()
 
 
-def test_train_from_a_pack_on_the_command_line_then_resume(packed, tmp_path):
+def test_train_from_a_pack_on_the_command_line_then_resume(packed, tmp_path, small_backbone):
     run_dir = tmp_path / "run"
     args = ["train", "--data", str(packed), "--val", str(packed), "-o", str(run_dir), "--epochs", "1",
             "--epoch-size", "8", "--batch-size", "4", "--crop-size", "32", "--workers", "0", "--quiet",
@@ -265,16 +282,30 @@ def test_pack_command_refuses_to_overwrite(packed, data_root, capsys):
 # ------------------------------------------------------------------ eval suite
 
 
+class TintingColorizer:
+    """Colours every gray image with one warm tint: a model whose scores the suite must tell from gray's."""
+
+    def reset(self):
+        pass
+
+    def colorize(self, frames):
+        tinted = frames.astype(np.int16) + np.array([12, 0, -12])
+        return np.clip(tinted, 0, 255).astype(np.uint8)
+
+
 def test_eval_suite_reports_every_set_with_baselines_and_sheets(data_root, tmp_path):
-    from facecolor_video.model.colorizer import Colorizer
-    from facecolor_video.training.suite import evaluate_suite
+    from facecolor_video.training.suite import SHEET_HEIGHT, evaluate_suite
 
     photo_sets = list(splits.VALIDATION_SETS)
-    result = evaluate_suite(Colorizer(device="cpu"), data_root, limit=3, sheets_dir=tmp_path, sets=photo_sets)
+    result = evaluate_suite(TintingColorizer(), data_root, limit=3, sheets_dir=tmp_path, sets=photo_sets)
     assert list(result.rows) == photo_sets
     for name in photo_sets:
-        assert list(result.rows[name]) == ["model", "gray", "mean_ab"]
-        assert result.rows[name]["gray"]["colorfulness_ratio"] == 0
-        assert Image.open(result.sheets[name]).size[1] > 2 * 128
+        rows = result.rows[name]
+        assert list(rows) == ["model", "gray", "mean_ab"]
+        assert rows["gray"]["colorfulness_ratio"] == 0 and rows["model"]["colorfulness_ratio"] > 0
+        assert rows["model"]["psnr"] != rows["gray"]["psnr"]
+        sheet = Image.open(result.sheets[name])
+        sample = len(splits.set_paths(splits.VALIDATION_SETS[name], data_root, 8))
+        assert sheet.size[1] >= sample * SHEET_HEIGHT
     text = result.to_text()
     assert "plain_backdrops" in text and text.count("mean_ab") == len(photo_sets)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from . import splits
 from .evaluate import evaluate, load_rgb, results_to_json, to_gray_rgb
 
@@ -102,7 +103,11 @@ def evaluate_suite(colorizer, root: str | Path | None = None, limit: int | None 
     from .quality import TRAINING_FACES_MEAN_AB, colorize_stills, evaluate_videos
 
     root = splits.data_root(root)
-    chosen = list(splits.VALIDATION_SETS) + [Path(c).stem for c in splits.VALIDATION_CLIPS] if sets is None else sets
+    known = list(splits.VALIDATION_SETS) + [Path(c).stem for c in splits.VALIDATION_CLIPS]
+    chosen = known if sets is None else sets
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        raise InputError(f"no validation set named {', '.join(unknown)} (sets: {', '.join(known)})")
     result = SuiteResult()
     colorize = colorize_stills(colorizer)
     for name, sources in splits.VALIDATION_SETS.items():
