@@ -204,6 +204,21 @@ def test_uncertainty_head_starts_from_a_plain_head_with_the_same_colours(tmp_pat
     assert torch.allclose(log_variance, torch.full_like(log_variance, -4.5), atol=1e-5)
 
 
+def test_uncertainty_strength_is_chosen_after_training(tmp_path):
+    from facecolor_video.model.colorizer import load_head
+    from facecolor_video.training.train import with_uncertainty_strength
+
+    torch.manual_seed(0)
+    head = ColorizationNet(uncertainty=True).eval()
+    torch.save({"config": head.config, "state_dict": head.state_dict(), "metadata": {}}, tmp_path / "u.pt")
+    with_uncertainty_strength(tmp_path / "u.pt", tmp_path / "u0.pt", 0.0)
+    plain, _ = load_head(tmp_path / "u0.pt")  # checked against the .sha256 written beside it
+    lightness, features = torch.rand(1, 1, 16, 16) * 100, torch.rand(1, 512)
+    ab, _ = head(lightness, features, raw=True)
+    assert torch.allclose(plain(lightness, features), ab, atol=0.05)  # strength 0: no fading (float16 file)
+    assert head(lightness, features).abs().sum() < ab.abs().sum()
+
+
 def test_lightness_jitter_changes_gray_levels_but_keeps_their_order():
     lightness = torch.linspace(0, 100, 50).view(1, 1, 5, 10).repeat(4, 1, 1, 1)
     jittered = jitter_lightness(lightness, 0.4, torch.Generator().manual_seed(1))

@@ -117,12 +117,15 @@ class ColorizationNet(nn.Module):
     """
 
     def __init__(self, global_channels: int = 512, dropout: float = DEFAULT_DROPOUT, batch_norm: bool = False,
-                 uncertainty: bool = False):
+                 uncertainty: bool = False, uncertainty_strength: float = 1.0):
         super().__init__()
         self.config = {"global_channels": global_channels, "dropout": dropout, "batch_norm": batch_norm}
         if uncertainty:  # only then, so that heads without it keep their config as it was
-            self.config["uncertainty"] = True
+            self.config.update(uncertainty=True, uncertainty_strength=uncertainty_strength)
         self.uncertainty = uncertainty
+        # how hard unsure colours fade: 0 keeps the plain prediction (the colour channels are
+        # trained by the colour loss alone), 1 is c^2 / (c^2 + variance)
+        self.uncertainty_strength = uncertainty_strength
         self.encoder = Encoder(dropout, batch_norm)
         self.fusion = Fusion(ENCODER_LAYERS[-1][1], global_channels, batch_norm)
         self.decoder = Decoder(batch_norm, uncertainty)
@@ -151,17 +154,17 @@ class ColorizationNet(nn.Module):
             return ab, log_variance
         if log_variance is None:
             return ab
-        return ab * neutral_shrink(ab, log_variance)
+        return ab * neutral_shrink(ab, log_variance, self.uncertainty_strength)
 
 
-def neutral_shrink(ab: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+def neutral_shrink(ab: torch.Tensor, log_variance: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
     """The factor in [0, 1] that keeps a confident colour and fades an unsure one to gray.
 
-    c^2 / (c^2 + var), with c the predicted chroma and var the predicted
+    c^2 / (c^2 + strength * var), with c the predicted chroma and var the predicted
     variance of a*b* around it (both per pixel, on the a*b* / AB_SCALE scale):
     a colour the network is sure of (var << c^2) stays, a guess whose spread is
     as large as the colour itself is halved, a backdrop it cannot know goes gray.
     """
     chroma_squared = (ab.float() / AB_SCALE).pow(2).sum(dim=1, keepdim=True)
     variance = log_variance.float().clamp(-20, 5).exp()
-    return (chroma_squared / (chroma_squared + variance + 1e-8)).to(ab.dtype)
+    return (chroma_squared / (chroma_squared + strength * variance + 1e-8)).to(ab.dtype)

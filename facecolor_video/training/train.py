@@ -695,6 +695,27 @@ def export_head(checkpoint: str | Path, out_path: str | Path, metadata: dict | N
     return sha256_of(out_path)
 
 
+def with_uncertainty_strength(head_path: str | Path, out_path: str | Path, strength: float) -> str:
+    """A copy of an ``uncertainty`` head that fades unsure colours with another strength (0: not at all).
+
+    The colour channels are learnt by the colour loss alone, so one training run
+    gives every strength; ``eval`` chooses. Writes ``out_path`` and its .sha256; returns the sha256.
+    """
+    from ..model.colorizer import load_head
+    from ..model.weights import sha256_of
+
+    head, metadata = load_head(head_path)
+    if not head.uncertainty:
+        raise InputError(f"{head_path}: this head was trained without --uncertainty")
+    config = dict(head.config, uncertainty_strength=float(strength))
+    torch.save({"config": config, "state_dict": {k: v.half() if v.is_floating_point() else v
+                                                  for k, v in head.state_dict().items()},
+                "metadata": metadata}, out_path)
+    sha256 = sha256_of(out_path)
+    Path(str(out_path) + ".sha256").write_text(f"{sha256}  {Path(out_path).name}\n")
+    return sha256
+
+
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
     trainer = Trainer(config, run_dir, progress)
     try:
