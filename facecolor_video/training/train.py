@@ -496,20 +496,25 @@ class Trainer:
     def training_seconds(self) -> float:
         return self.seconds + time.monotonic() - self.epoch_started
 
-    def loss(self, predicted: torch.Tensor, log_variance: torch.Tensor | None, ab: torch.Tensor) -> torch.Tensor:
-        """The training loss on a*b* / AB_SCALE: MSE (the paper's eq. 2) or rebalanced MSE, plus the variance's NLL."""
+    def loss(self, predicted: torch.Tensor, log_variance: torch.Tensor | None,
+             ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss trained on, the colour loss alone) on a*b* / AB_SCALE.
+
+        The colour loss is MSE (the paper's eq. 2) or the rebalanced MSE; with
+        ``uncertainty`` the variance's NLL is added to what is trained on.
+        """
         squared_error = ((predicted.float() - ab) / AB_SCALE).pow(2).sum(dim=1, keepdim=True)
         if self.prior is not None:
             colour_loss = (self.prior.pixel_weights(ab) * squared_error).mean() / 2
         else:
             colour_loss = squared_error.mean() / 2  # = F.mse_loss over both channels
         if log_variance is None:
-            return colour_loss
+            return colour_loss, colour_loss
         # Gaussian NLL of the error the colour head makes (detached: the variance learns the colour's
         # spread, it does not reweight how the colour itself is learnt)
         log_variance = log_variance.float().clamp(-20, 5)
         variance_loss = (squared_error.detach() * torch.exp(-log_variance) + log_variance).mean()
-        return colour_loss + self.config.uncertainty_weight * variance_loss
+        return colour_loss + self.config.uncertainty_weight * variance_loss, colour_loss
 
     def train_step(self, rgb_uint8: torch.Tensor) -> float:
         rgb_uint8 = rgb_uint8.to(self.device, non_blocking=True)
@@ -525,12 +530,12 @@ class Trainer:
             group["lr"] = self.base_learning_rate * factor
         with self._autocast():
             predicted, log_variance = self.network(lightness, global_vector, raw=True)
-        loss = self.loss(predicted, log_variance, ab)
+        loss, colour_loss = self.loss(predicted, log_variance, ab)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        return loss.item()
+        return colour_loss.item()  # what the log and the plot follow: comparable between options
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
