@@ -8,15 +8,21 @@ The library face::
     rgb_out = colorizer.colorize(frames)                       # (N, H, W, 3) uint8 -> same
 """
 
+from importlib import import_module
+
 from .errors import FacecolorError
-from .film.pipeline import (
-    ColorizeOptions,
-    ColorizeReport,
-    colorize_file,
-    colorize_video,
-)
-from .film.preview import make_preview
-from .model.colorizer import Colorizer, load_head
+
+# Imported on first use, so that training (``facecolor_video.training``) runs
+# where PyAV, which only the film pipeline needs, is not installed.
+_LAZY = {
+    "ColorizeOptions": "film.pipeline",
+    "ColorizeReport": "film.pipeline",
+    "colorize_file": "film.pipeline",
+    "colorize_video": "film.pipeline",
+    "make_preview": "film.preview",
+    "Colorizer": "model.colorizer",
+    "load_head": "model.colorizer",
+}
 
 __all__ = [
     "Colorizer",
@@ -29,3 +35,9 @@ __all__ = [
     "make_preview",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

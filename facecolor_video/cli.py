@@ -175,25 +175,41 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, fac
 
 
 @main.command()
-@click.option("--data", "data_dirs", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
-              help="a folder of colour photos (recursive); repeat for several")
-@click.option("--val", "val_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="validation folder(s), scored after every epoch; the best epoch is kept")
+@click.option("--data", "data_dirs", multiple=True, required=True, type=click.Path(exists=True),
+              help="a folder of colour photos (recursive), or a pack's manifest.json (see `pack`); repeat for several")
+@click.option("--val", "val_dirs", multiple=True, type=click.Path(exists=True),
+              help="validation folder(s) or a pack's manifest.json, scored after every epoch; the best epoch is kept")
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="run folder: checkpoints, log.csv, losses.png, head.pt")
-@click.option("--mix", help="sampling share of each --data folder, e.g. 0.5,0.3,0.2 (default: by size)")
+@click.option("--mix", help="sampling share of each data source (a folder, or a set of a pack), in order "
+              "(0.5,0.3,0.2) or by name (utkface=0.3,clothing=0.1; unnamed: 0); default: by size")
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--epoch-size", type=click.IntRange(1), help="samples per epoch (default: every image once)")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
               help="per process: under torchrun --nproc-per-node K the global batch is this x K")
 @click.option("--crop-size", type=click.IntRange(16), default=128, show_default=True)
+@click.option("--min-scale", type=click.FloatRange(0.01, 1), default=0.35, show_default=True,
+              help="smallest area of the random crop, as a fraction of the image")
 @click.option("--init", default="general", show_default=True,
               help="start from this model (a name or a head file); 'none' trains from scratch")
 @click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True),
               help="Adam learning rate (default: 1e-4 fine-tuning, 3e-4 from scratch)")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.4, show_default=True)
 @click.option("--batch-norm", is_flag=True, help="batch normalization after each convolution (the paper's next step)")
+@click.option("--loss", type=click.Choice(["mse", "rebalanced"]), default="mse", show_default=True,
+              help="mse: the paper's; rebalanced: MSE weighted by the rarity of each pixel's true a*b*")
+@click.option("--uncertainty", is_flag=True, help="also predict a*b*'s variance, and fade unsure colours to gray")
+@click.option("--lightness-jitter", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="spread of a random gamma/contrast curve on the L the network sees (0: off)")
+@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)
+@click.option("--lr-decay-minutes", type=click.FloatRange(0, min_open=True),
+              help="cosine decay over this much training time (across --resume) instead of over all epochs")
+@click.option("--warmup-steps", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="autocast: auto is bf16 on CUDA and on CPUs with native bf16")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True, help="steps")
+@click.option("--val-limit", type=click.IntRange(1), default=400, show_default=True,
+              help="validation images per set (evenly spaced)")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), help="minutes; stop (and keep the best) after this")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="image-loading processes")
@@ -218,7 +234,7 @@ def train(data_dirs, val_dirs, run_dir, mix, quiet, resume, init, **settings):
     """
     from .training.train import TrainConfig, train_and_export
 
-    mix_values = [float(x) for x in mix.split(",")] if mix else None
+    mix_values = _parse_mix(mix)
     config = TrainConfig(data=list(data_dirs), val=list(val_dirs), mix=mix_values,
                          init=None if init.lower() == "none" else init,
                          time_limit_minutes=settings.pop("time_limit"), **settings)
@@ -227,33 +243,92 @@ def train(data_dirs, val_dirs, run_dir, mix, quiet, resume, init, **settings):
         click.echo(f"trained head: {head} (use it with --model {head})")
 
 
+@main.command()
+@click.argument("data_root", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="pack folder: manifest.json, train-NNN.webps, val-NNN.webps")
+@click.option("--shard-mb", type=click.FloatRange(0.0625), default=6.0, show_default=True, help="byte budget of one shard, MiB")
+@click.option("--scale", type=click.IntRange(16), default=128, show_default=True, help="short side the images are stored at")
+@click.option("--quality", type=click.IntRange(1, 100), default=75, show_default=True, help="WebP quality")
+@click.option("--val-limit", type=click.IntRange(1), default=300, show_default=True,
+              help="evenly spaced images packed per validation set")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="encoding processes")
+@click.option("--overwrite", is_flag=True, help="replace a pack already in the folder")
+@click.option("-q", "--quiet", is_flag=True)
+def pack(data_root, out_dir, shard_mb, scale, quality, val_limit, jobs, overwrite, quiet):
+    """Pack the training and validation sets as WebP shards for `train --data OUT/manifest.json`.
+
+    DATA_ROOT is the shared data folder (default: FACECOLOR_DATA, else
+    ../shared/data). The split into training and held-out images is fixed
+    (see facecolor_video/training/splits.py). Any subset of the shards is a
+    random sample of all training sets, so a pack can travel in parts.
+    """
+    from .training.pack import pack as pack_sets
+    from .training.pack import summary
+    from .training.splits import data_root as find_data_root
+
+    manifest = pack_sets(find_data_root(data_root), out_dir, scale=scale, quality=quality, shard_mb=shard_mb,
+                         val_limit=val_limit, jobs=jobs, overwrite=overwrite, progress=not quiet)
+    click.echo(summary(manifest))
+    click.echo(f"manifest: {manifest}")
+
+
+def _parse_mix(text: str | None):
+    if not text:
+        return None
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        if all("=" in part for part in parts):
+            return {name.strip(): float(share) for name, share in (part.split("=", 1) for part in parts)}
+        return [float(part) for part in parts]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give numbers (0.5,0.5) or name=share pairs", param_hint="--mix") from None
+
+
 @main.command(name="eval")
 @click.option("--images", "image_dirs", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="folder(s) of colour photos: each is turned gray, colorized and compared")
 @click.option("--video", "videos", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="colour clip(s): turned gray frame by frame, colorized as a film, compared; reports flicker too")
-@click.option("--limit", type=click.IntRange(1), help="evenly spaced subset of at most this many images per run")
+@click.option("--limit", type=click.IntRange(1), help="evenly spaced subset of at most this many images per run "
+              "(--suite: per set, default 300)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@click.option("--suite", is_flag=True, help="every validation set of the shared data (and the grayed clips) in one table")
+@click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="--suite: the shared data folder (default: FACECOLOR_DATA, else ../shared/data)")
+@click.option("--sheets", "sheets_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="--suite: write a contact sheet (gray | model | original) per set into this folder")
+@click.option("--set", "suite_sets", multiple=True, metavar="NAME",
+              help="--suite: only this set (utkface_val, people, plain_backdrops, bsds500_test, bikes, carphone); repeat")
 @click.option("--smooth", type=click.Choice(SMOOTH_MODES), default=SETTINGS["smooth"].default, show_default=True)
 @_option("smooth_radius")
 @_option("batch_size")
 @click.option("--reference-first-frame", is_flag=True,
               help="--video: colour the clip from its own first colour frame as the reference")
 @_colorizer_options
-def evaluate_command(image_dirs, videos, limit, as_json, smooth, smooth_radius, batch_size, reference_first_frame,
-                     **colorizer_settings):
+def evaluate_command(image_dirs, videos, limit, as_json, suite, data_root, sheets_dir, suite_sets, smooth,
+                     smooth_radius, batch_size, reference_first_frame, **colorizer_settings):
     """Measure colorization quality against colour originals and baselines.
 
     \b
       facecolor-video eval --images faces_val/ --images scenes/
       facecolor-video eval --video clip.mp4 --smooth none
       facecolor-video eval --video clip.mp4 --reference-first-frame
+      facecolor-video eval --suite --sheets sheets/
     """
     from .training.quality import evaluate_images, evaluate_videos
 
-    if not image_dirs and not videos:
-        raise click.UsageError("give --images DIR and/or --video FILE")
+    if not image_dirs and not videos and not suite:
+        raise click.UsageError("give --images DIR, --video FILE or --suite")
     colorizer = _make_colorizer(**colorizer_settings)
+    if suite:
+        from .training.splits import data_root as find_data_root
+        from .training.suite import DEFAULT_LIMIT, evaluate_suite
+
+        result = evaluate_suite(colorizer, find_data_root(data_root), limit=limit or DEFAULT_LIMIT,
+                                sheets_dir=sheets_dir, smooth=smooth, radius=smooth_radius, batch_size=batch_size,
+                                sets=list(suite_sets) or None)
+        click.echo(result.to_json() if as_json else result.to_text())
     outputs = []
     if image_dirs:
         outputs.append(evaluate_images(colorizer, image_dirs, limit=limit))

@@ -78,9 +78,13 @@ class Fusion(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Fused features (N, 256, H/8, W/8) -> a*b* / AB_SCALE (N, 2, H, W) in [-1, 1]."""
+    """Fused features (N, 256, H/8, W/8) -> a*b* / AB_SCALE (N, 2, H, W) in [-1, 1].
 
-    def __init__(self, batch_norm: bool = False):
+    With ``uncertainty`` the last convolution has a third output channel, the
+    log-variance of a*b* (not squashed by the tanh).
+    """
+
+    def __init__(self, batch_norm: bool = False, uncertainty: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
         channels = FUSION_CHANNELS
@@ -88,15 +92,19 @@ class Decoder(nn.Module):
             if spec == "up":
                 layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
             elif spec == 2:
-                layers += [nn.Conv2d(channels, 2, 3, padding=1), nn.Tanh()]
+                layers.append(nn.Conv2d(channels, 3 if uncertainty else 2, 3, padding=1))
                 channels = 2
             else:
                 layers += _conv_block(channels, spec, 1, batch_norm)
                 channels = spec
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, fused: torch.Tensor) -> torch.Tensor:
-        return self.layers(fused)
+    def forward(self, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(a*b* / AB_SCALE, log-variance of a*b* / AB_SCALE or None)."""
+        x = self.layers[:-1](fused)  # everything but the last upsampling
+        out = self.layers[-1](x)
+        ab = torch.tanh(out[:, :2])
+        return ab, (out[:, 2:] if out.shape[1] > 2 else None)
 
 
 class ColorizationNet(nn.Module):
@@ -108,14 +116,22 @@ class ColorizationNet(nn.Module):
     in Lab units, shape (N, 2, H, W).
     """
 
-    def __init__(self, global_channels: int = 512, dropout: float = DEFAULT_DROPOUT, batch_norm: bool = False):
+    def __init__(self, global_channels: int = 512, dropout: float = DEFAULT_DROPOUT, batch_norm: bool = False,
+                 uncertainty: bool = False, uncertainty_strength: float = 1.0):
         super().__init__()
         self.config = {"global_channels": global_channels, "dropout": dropout, "batch_norm": batch_norm}
+        if uncertainty:  # only then, so that heads without it keep their config as it was
+            self.config.update(uncertainty=True, uncertainty_strength=uncertainty_strength)
+        self.uncertainty = uncertainty
+        # how hard unsure colours fade: 0 keeps the plain prediction (the colour channels are
+        # trained by the colour loss alone), 1 is c^2 / (c^2 + variance)
+        self.uncertainty_strength = uncertainty_strength
         self.encoder = Encoder(dropout, batch_norm)
         self.fusion = Fusion(ENCODER_LAYERS[-1][1], global_channels, batch_norm)
-        self.decoder = Decoder(batch_norm)
+        self.decoder = Decoder(batch_norm, uncertainty)
 
-    def forward(self, lightness: torch.Tensor, global_features: torch.Tensor) -> torch.Tensor:
+    def predict(self, lightness: torch.Tensor, global_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(a*b* in Lab units (N, 2, H, W), log-variance of a*b* / AB_SCALE (N, 1, H, W) or None)."""
         height, width = lightness.shape[-2:]
         pad_h = -height % SIZE_MULTIPLE
         pad_w = -width % SIZE_MULTIPLE
@@ -123,5 +139,32 @@ class ColorizationNet(nn.Module):
         if pad_h or pad_w:
             # replicate, not zeros: a black border would be coloured like a black object
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        ab = self.decoder(self.fusion(self.encoder(x), global_features))
-        return ab[..., :height, :width] * AB_SCALE
+        ab, log_variance = self.decoder(self.fusion(self.encoder(x), global_features))
+        if log_variance is not None:
+            log_variance = log_variance[..., :height, :width]
+        return ab[..., :height, :width] * AB_SCALE, log_variance
+
+    def forward(self, lightness: torch.Tensor, global_features: torch.Tensor, raw: bool = False):
+        """a*b* in Lab units. With ``uncertainty``, shrunk towards gray where the predicted variance is large.
+
+        ``raw=True`` returns what :meth:`predict` does (training calls it so, through DDP's forward).
+        """
+        ab, log_variance = self.predict(lightness, global_features)
+        if raw:
+            return ab, log_variance
+        if log_variance is None:
+            return ab
+        return ab * neutral_shrink(ab, log_variance, self.uncertainty_strength)
+
+
+def neutral_shrink(ab: torch.Tensor, log_variance: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """The factor in [0, 1] that keeps a confident colour and fades an unsure one to gray.
+
+    c^2 / (c^2 + strength * var), with c the predicted chroma and var the predicted
+    variance of a*b* around it (both per pixel, on the a*b* / AB_SCALE scale):
+    a colour the network is sure of (var << c^2) stays, a guess whose spread is
+    as large as the colour itself is halved, a backdrop it cannot know goes gray.
+    """
+    chroma_squared = (ab.float() / AB_SCALE).pow(2).sum(dim=1, keepdim=True)
+    variance = log_variance.float().clamp(-20, 5).exp()
+    return (chroma_squared / (chroma_squared + strength * variance + 1e-8)).to(ab.dtype)

@@ -27,7 +27,7 @@ from ..film.temporal import flicker
 from ..media.video import VideoFrame, VideoReader
 from ..model.color import rgb_to_lab
 from ..model.colorizer import Colorizer
-from .evaluate import evaluate, format_table, iter_images, results_to_json, to_gray_rgb
+from .evaluate import constant_ab_baseline, evaluate, format_table, iter_images, results_to_json, to_gray_rgb
 from .metrics import color_distribution_consistency
 
 # Mean a*b* of the training face crops (utkface/train, 400 evenly spaced images):
@@ -85,11 +85,14 @@ def _lab_frames(frames: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int, batch_size: int,
                     limit: int | None = None, global_blend: str = "interpolate",
-                    reference_first_frame: bool = False) -> EvalResult:
+                    reference_first_frame: bool = False, mean_ab: tuple[float, float] | None = None,
+                    keep_frames: int = 0) -> EvalResult:
     """One colour clip: gray it, colorize it as a film, compare frame by frame; flicker and CDC too.
 
     reference_first_frame: the standard protocol of reference-based colorization,
     the clip's first colour frame as the reference for the whole clip.
+    ``mean_ab`` adds the constant-colour baseline's row; ``keep_frames`` > 0 puts that many
+    evenly spaced (gray, model, original) frames into ``extra["sheet_rows"]``.
     """
     started = time.perf_counter()
     originals, grays = [], []
@@ -116,11 +119,18 @@ def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int,
         "model": {"psnr": model_psnr, "n_images": len(outputs), "seconds": seconds},
         "gray": {"psnr": gray_psnr, "n_images": len(outputs)},
     }
+    if mean_ab is not None:
+        results["mean_ab"] = {"psnr": float(np.mean([_frame_psnr(o, constant_ab_baseline(g.rgb, mean_ab))
+                                                     for o, g in zip(originals, grays)])),
+                              "n_images": len(outputs)}
     extra = {"smooth": smooth, "smooth_radius": radius, "reference_first_frame": reference_first_frame,
              "frames": len(outputs),
              "model_psnr": model_psnr, "gray_psnr": gray_psnr, "excess_flicker": float(excess_flicker),
              "cdc": color_distribution_consistency(outputs), "original_cdc": color_distribution_consistency(originals),
              "scene_cuts": stream.scene_cuts}
+    if keep_frames:
+        picked = [i * len(outputs) // keep_frames for i in range(min(keep_frames, len(outputs)))]
+        extra["sheet_rows"] = [(grays[i].rgb, outputs[i], originals[i]) for i in picked]
     return EvalResult(f"video: {video} ({len(outputs)} frames, --smooth {smooth})", _fill(results), extra)
 
 

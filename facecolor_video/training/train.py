@@ -1,10 +1,17 @@
-"""Training: image folders in, a colorization head out.
+"""Training: image folders (or a pack, see :mod:`.pack`) in, a colorization head out.
 
 The paper's recipe: L in, a*b* target, MSE loss (eq. 2), Adam, dropout, a
 frozen VGG16 giving global features. Augmentation is a random resized crop and
-a horizontal flip. Runs on CUDA (bf16 autocast) or on the CPU (bf16 autocast
-where the processor has it). Checkpoints are written every N steps, at each
-epoch's end and on Ctrl-C, and ``resume=True`` continues from the newest one.
+a horizontal flip (both keep colours as they are), optionally a random tone
+curve on the L the network sees (``lightness_jitter``: old film's gray levels
+are rarely those of a colour photo's L). Options measured against the paper's
+recipe: a class-rebalanced MSE (``loss="rebalanced"``: rare, saturated a*b*
+weigh more, so the mean is not pulled to brown), a predicted variance that
+fades unsure colours to gray (``uncertainty``), batch norm, and a cosine
+learning-rate decay (the default). Runs on CUDA (bf16 autocast) or on the CPU
+(bf16 autocast where the processor has it). Checkpoints are written every N
+steps, at each epoch's end and on Ctrl-C, and ``resume=True`` continues from
+the newest one, learning-rate schedule included.
 
 Launched by torchrun (``torchrun --nproc-per-node K -m facecolor_video train
 ...``), each process trains a DistributedDataParallel copy of the head on its
@@ -41,6 +48,7 @@ from ..errors import InputError
 from ..model.backbone import build_global_features
 from ..model.color import lab_to_rgb, rgb_to_lab
 from ..model.network import AB_SCALE, ColorizationNet
+from . import pack as packs
 from .evaluate import iter_images
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -51,9 +59,10 @@ PLOT_NAME = "losses.png"
 
 @dataclass
 class TrainConfig:
-    data: list[str]
-    val: list[str] = field(default_factory=list)
-    mix: list[float] | None = None  # sampling share of each data folder; None = by size
+    data: list[str]  # image folders and/or pack manifests (each set of a pack is one source)
+    val: list[str] = field(default_factory=list)  # the same; a pack gives its validation sets
+    # sampling share of each source (a list in order, or {source name: share}); None = by size
+    mix: list[float] | dict[str, float] | None = None
     epochs: int = 10
     epoch_size: int | None = None  # samples per epoch; None = all training images once
     batch_size: int = 32
@@ -72,12 +81,32 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 2
     time_limit_minutes: float | None = None
+    precision: str = "auto"  # autocast: auto (bf16 where fast), fp32, bf16
+    loss: str = "mse"  # "mse" (the paper's eq. 2) or "rebalanced" (rare a*b* weigh more)
+    rebalance_uniform: float = 0.5  # rebalanced: mix of the a*b* prior with a uniform one (Zhang et al.'s lambda)
+    uncertainty: bool = False  # predict a*b*'s variance too, and fade unsure colours to gray
+    uncertainty_weight: float = 0.1  # weight of the variance's loss next to the colour loss
+    lightness_jitter: float = 0.0  # 0: off; else the spread of a random gamma/contrast of the L input
+    lr_schedule: str = "cosine"  # "cosine" (decay to min_lr_fraction) or "constant"
+    # cosine over this many minutes of training (across resumed runs); None: over all epochs' steps
+    lr_decay_minutes: float | None = None
+    min_lr_fraction: float = 0.05
+    warmup_steps: int = 0
+
+
+def load_uint8(item: Path | packs.PackedImage) -> torch.Tensor:
+    """An image file or a packed image as uint8 RGB (3, H, W)."""
+    if isinstance(item, packs.PackedImage):
+        return packs.decode(item)
+    with Image.open(item) as image:
+        return transforms.functional.pil_to_tensor(image.convert("RGB"))
 
 
 class ImageFolders(Dataset):
-    """All images under the given folders (recursive), as augmented uint8 crops (3, S, S)."""
+    """Image files or packed images, as augmented uint8 crops (3, S, S)."""
 
-    def __init__(self, paths: list[Path], crop_size: int, min_scale: float, augment: bool = True):
+    def __init__(self, paths: list[Path | packs.PackedImage], crop_size: int, min_scale: float,
+                 augment: bool = True):
         self.paths = paths
         if augment:
             self.transform = transforms.Compose([
@@ -94,31 +123,139 @@ class ImageFolders(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.paths[index]) as image:
-            rgb = transforms.functional.pil_to_tensor(image.convert("RGB"))
-        return self.transform(rgb)
+        return self.transform(load_uint8(self.paths[index]))
 
 
-def _images_of(folders: list[str]) -> list[list[Path]]:
-    per_folder = []
-    for folder in folders:
-        paths = iter_images([folder])
+def training_sources(data: list[str], split: str = "train") -> dict[str, list]:
+    """Source name -> its images: a folder is one source (its name), a pack manifest one per set."""
+    sources: dict[str, list] = {}
+    for entry in data:
+        if packs.is_pack(entry):
+            for name, images in packs.Pack(entry).images(split).items():
+                sources[_unique(name, sources)] = images
+            continue
+        paths = iter_images([entry])
         if not paths:
-            raise InputError(f"{folder}: no images (jpg, png, webp, bmp, tiff) found")
-        per_folder.append(paths)
-    return per_folder
+            raise InputError(f"{entry}: no images (jpg, png, webp, bmp, tiff) found")
+        sources[_unique(Path(entry).name, sources)] = paths
+    return sources
 
 
-def _sampler(per_folder: list[list[Path]], mix: list[float] | None, epoch_size: int, seed: int):
-    """Each folder gets its share of the samples whatever its size (a small folder repeats)."""
+def _unique(name: str, taken: dict) -> str:
+    candidate, number = name, 2
+    while candidate in taken:
+        candidate, number = f"{name}_{number}", number + 1
+    return candidate
+
+
+def mix_shares(mix: list[float] | dict[str, float] | None, names: list[str]) -> list[float] | None:
+    """--mix as one share per source: a list in source order, or {name: share} (unnamed sources: 0)."""
     if mix is None:
         return None
-    if len(mix) != len(per_folder):
-        raise ValueError(f"--mix has {len(mix)} values for {len(per_folder)} data folders")
-    weights = torch.cat([torch.full((len(paths),), share / len(paths)) for share, paths in zip(mix, per_folder)])
+    if isinstance(mix, dict):
+        unknown = sorted(set(mix) - set(names))
+        if unknown:
+            raise InputError(f"--mix names {', '.join(unknown)}, which is no data source (sources: {', '.join(names)})")
+        shares = [float(mix.get(name, 0.0)) for name in names]
+    else:
+        if len(mix) != len(names):
+            raise InputError(f"--mix has {len(mix)} values for {len(names)} data sources ({', '.join(names)})")
+        shares = [float(share) for share in mix]
+    if any(share < 0 for share in shares) or sum(shares) <= 0:
+        raise InputError("--mix shares must be >= 0 and not all 0")
+    return shares
+
+
+def _sampler(per_source: list[list], mix: list[float] | None, epoch_size: int, seed: int):
+    """Each source gets its share of the samples whatever its size (a small source repeats)."""
+    if mix is None:
+        return None
+    weights = torch.cat([torch.full((len(items),), share / len(items)) for share, items in zip(mix, per_source)])
     return WeightedRandomSampler(weights, epoch_size, replacement=True, generator=torch.Generator().manual_seed(seed))
 
 
+class ChromaPrior:
+    """How often each a*b* bin occurs in the training images, and the rebalancing weight of each bin.
+
+    Zhang, Isola, Efros (Colorful Image Colorization, 2016), eq. 4: a bin's
+    weight is 1 / ((1 - lambda) p + lambda / Q), p the bin's smoothed
+    frequency, Q the number of bins that occur, normalised so that the
+    expected weight under p is 1. Here it weights a per-pixel MSE.
+    """
+
+    BIN = 10.0  # a*b* units per bin
+    BINS = 22  # -110 .. 110 on each axis
+
+    def __init__(self, counts: torch.Tensor, uniform: float = 0.5):
+        counts = counts.double().reshape(1, 1, self.BINS, self.BINS)
+        kernel = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)  # smoothing of about half a bin
+        smoothed = F.conv2d(counts, (kernel[:, None] * kernel[None, :])[None, None], padding=1)[0, 0]
+        self.counts = counts.reshape(self.BINS, self.BINS).float()
+        probability = smoothed / smoothed.sum().clamp(min=1e-12)
+        occurring = probability > 0
+        weights = torch.zeros_like(probability)
+        weights[occurring] = 1.0 / ((1 - uniform) * probability[occurring] + uniform / occurring.sum())
+        weights /= (probability * weights).sum().clamp(min=1e-12)
+        self.weights = weights.float()
+
+    @classmethod
+    def bin_index(cls, ab: torch.Tensor) -> torch.Tensor:
+        """a*b* (N, 2, H, W) -> flat bin index (N, 1, H, W)."""
+        index = ((ab + cls.BINS * cls.BIN / 2) / cls.BIN).floor().long().clamp(0, cls.BINS - 1)
+        return index[:, :1] * cls.BINS + index[:, 1:]
+
+    @classmethod
+    def count(cls, images: list[torch.Tensor]) -> torch.Tensor:
+        counts = torch.zeros(cls.BINS * cls.BINS, dtype=torch.float64)
+        for rgb in images:
+            _, ab = lab_batch(rgb[None])
+            counts += torch.bincount(cls.bin_index(ab).flatten(), minlength=cls.BINS * cls.BINS).double()
+        return counts.reshape(cls.BINS, cls.BINS)
+
+    def pixel_weights(self, ab: torch.Tensor) -> torch.Tensor:
+        """The weight of each pixel's true a*b* (N, 2, H, W) -> (N, 1, H, W)."""
+        return self.weights.to(ab.device).flatten()[self.bin_index(ab)]
+
+
+PRIOR_SAMPLE = 512  # training images counted for the a*b* prior
+
+
+def _prior_sample(dataset: Dataset, seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(dataset), generator=generator)[:PRIOR_SAMPLE]
+    return [load_uint8(dataset.paths[int(i)]) for i in order]
+
+
+def jitter_lightness(lightness: torch.Tensor, spread: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random tone curve per image on L in [0, 100]: gamma exp(U(-s, s)), contrast about mid-gray exp(U(-s/2, s/2)).
+
+    Monotonic, so the picture stays the same picture with other gray levels
+    (as an old film's emulsion would render it); the a*b* target is not touched.
+    """
+    n = lightness.shape[0]
+    draws = torch.rand(n, 2, generator=generator).to(lightness.device) * 2 - 1
+    gamma = torch.exp(draws[:, 0] * spread).view(n, 1, 1, 1)
+    contrast = torch.exp(draws[:, 1] * spread / 2).view(n, 1, 1, 1)
+    curved = 100.0 * (lightness.clamp(0, 100) / 100.0).pow(gamma)
+    return (50.0 + (curved - 50.0) * contrast).clamp(0, 100)
+
+
+def learning_rate_factor(config: TrainConfig, step: int, seconds: float, total_steps: int) -> float:
+    """The multiplier of the base learning rate: linear warm-up, then constant or a cosine decay."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return 1.0
+    if config.lr_decay_minutes:
+        progress = seconds / (config.lr_decay_minutes * 60)
+    else:
+        progress = step / max(total_steps, 1)
+    progress = min(max(progress, 0.0), 1.0)
+    low = config.min_lr_fraction
+    return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+LOSSES = ("mse", "rebalanced")
 FINE_TUNE_LEARNING_RATE = 1e-4
 SCRATCH_LEARNING_RATE = 3e-4
 
@@ -132,7 +269,7 @@ def effective_learning_rate(config: TrainConfig) -> float:
 def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
     """The head training starts from: a fresh one, or a copy of ``config.init`` (hash-checked like any model)."""
     if not config.init:
-        return ColorizationNet(global_channels, config.dropout, config.batch_norm)
+        return ColorizationNet(global_channels, config.dropout, config.batch_norm, config.uncertainty)
     from ..model.colorizer import load_head
 
     start, _ = load_head(config.init)
@@ -140,9 +277,27 @@ def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
         wanted = "with" if config.batch_norm else "without"
         raise InputError(f"{config.init}: this head was trained {'with' if start.config['batch_norm'] else 'without'} "
                          f"batch norm; --init cannot start a network {wanted} it from it")
-    head = ColorizationNet(start.config["global_channels"], config.dropout, config.batch_norm)
-    head.load_state_dict(start.state_dict())
+    head = ColorizationNet(start.config["global_channels"], config.dropout, config.batch_norm, config.uncertainty)
+    state = start.state_dict()
+    if config.uncertainty and not start.uncertainty:
+        # the colour channels start as they were; the variance channel starts flat at a typical error
+        own = head.state_dict()
+        for key, value in state.items():
+            if own[key].shape != value.shape:
+                grown = torch.zeros_like(own[key])
+                grown[:2] = value
+                if key.endswith("bias"):
+                    grown[2] = INITIAL_LOG_VARIANCE
+                state[key] = grown
+    elif start.uncertainty and not config.uncertainty:
+        state = {key: value[:2] if head.state_dict()[key].shape[0] == 2 and value.shape[0] == 3 else value
+                 for key, value in state.items()}
+    head.load_state_dict(state)
     return head
+
+
+# log of a typical squared a*b* error (on the a*b* / 110 scale) of a trained head
+INITIAL_LOG_VARIANCE = -4.5
 
 
 @dataclass(frozen=True)
@@ -228,31 +383,44 @@ class Trainer:
         rank, world_size = self.distributed.rank, self.distributed.world_size
         self.progress = progress and self.distributed.is_main
         self.device = self.distributed.device
-        self.amp_dtype = autocast_dtype(self.device)
+        self.amp_dtype = autocast_dtype(self.device, config.precision)
         # each rank augments differently; DDP starts every rank from rank 0's initial weights
         torch.manual_seed(config.seed + rank)
         random.seed(config.seed + rank)
         np.random.seed(config.seed + rank)
 
-        per_folder = _images_of(config.data)
-        self.train_paths = [p for paths in per_folder for p in paths]
+        self.sources = training_sources(config.data)
+        per_source = list(self.sources.values())
+        self.train_paths = [p for items in per_source for p in items]
         self.epoch_size = config.epoch_size or len(self.train_paths)
         self.dataset = ImageFolders(self.train_paths, config.crop_size, config.min_scale)
         # with --mix, each rank draws its own epoch_size / world_size weighted samples
-        mix = config.mix
+        mix = mix_shares(config.mix, list(self.sources))
         if mix is None and config.epoch_size is not None:
-            mix = [len(paths) for paths in per_folder]  # by size: every image equally likely
-        self.sampler = _sampler(per_folder, mix, max(self.epoch_size // world_size, 1), config.seed + rank)
+            mix = [len(items) for items in per_source]  # by size: every image equally likely
+        self.sampler = _sampler(per_source, mix, max(self.epoch_size // world_size, 1), config.seed + rank)
         if self.sampler is None and self.distributed.enabled:
             self.sampler = DistributedSampler(self.dataset, world_size, rank, shuffle=True, seed=config.seed)
-        self.val_sets = {folder: iter_images([folder], limit=config.val_limit) for folder in config.val}
+        self.val_sets = {}
+        for name, items in training_sources(config.val, split="val").items():
+            self.val_sets[name] = items if len(items) <= config.val_limit else \
+                [items[i * len(items) // config.val_limit] for i in range(config.val_limit)]
+        self.steps_per_epoch = max(self.epoch_size // world_size, 1) // config.batch_size \
+            if self.sampler is not None else len(self.dataset) // world_size // config.batch_size
+        self.total_steps = self.steps_per_epoch * config.epochs
+        if config.loss not in LOSSES:
+            raise InputError(f"loss {config.loss!r}: choose one of {', '.join(LOSSES)}")
+        self.prior = ChromaPrior(ChromaPrior.count(_prior_sample(self.dataset, config.seed)),
+                                 config.rebalance_uniform) if config.loss == "rebalanced" else None
+        self.lightness_generator = torch.Generator().manual_seed(config.seed + 7919 * (rank + 1))
 
         self.global_features = build_global_features().to(self.device)
         self.model = initial_head(config, self.global_features.out_channels).to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=effective_learning_rate(config))
+        self.base_learning_rate = effective_learning_rate(config)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.base_learning_rate)
         # what train_step runs: the head itself, or its DDP wrapper (which averages gradients over ranks);
         # self.model stays the bare head, so checkpoints carry no "module." prefix
         self.network = self.model
@@ -263,6 +431,7 @@ class Trainer:
         self.epoch = 0
         self.best_score = -math.inf
         self.seconds = 0.0  # training wall time, summed over resumed runs
+        self.epoch_started = time.monotonic()
         self.history: list[dict] = []
 
     # ---------------------------------------------------------------- checkpoints
@@ -281,6 +450,7 @@ class Trainer:
             "best_score": self.best_score,
             "seconds": self.seconds,
             "train_config": asdict(self.config),
+            "chroma_prior": None if self.prior is None else self.prior.counts,
         }, temporary)
         temporary.replace(path)  # a kill mid-save never leaves a broken checkpoint
         return path
@@ -295,6 +465,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch = state["step"], state["epoch"]
         self.best_score, self.seconds = state["best_score"], state["seconds"]
+        if self.prior is not None and state.get("chroma_prior") is not None:
+            self.prior = ChromaPrior(state["chroma_prior"].cpu(), self.config.rebalance_uniform)
         if (self.run_dir / LOG_NAME).is_file():
             with open(self.run_dir / LOG_NAME) as stream:
                 self.history = [dict(row) for row in csv.DictReader(stream)]
@@ -321,22 +493,49 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
+    def training_seconds(self) -> float:
+        return self.seconds + time.monotonic() - self.epoch_started
+
+    def loss(self, predicted: torch.Tensor, log_variance: torch.Tensor | None,
+             ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss trained on, the colour loss alone) on a*b* / AB_SCALE.
+
+        The colour loss is MSE (the paper's eq. 2) or the rebalanced MSE; with
+        ``uncertainty`` the variance's NLL is added to what is trained on.
+        """
+        squared_error = ((predicted.float() - ab) / AB_SCALE).pow(2).sum(dim=1, keepdim=True)
+        if self.prior is not None:
+            colour_loss = (self.prior.pixel_weights(ab) * squared_error).mean() / 2
+        else:
+            colour_loss = squared_error.mean() / 2  # = F.mse_loss over both channels
+        if log_variance is None:
+            return colour_loss, colour_loss
+        # Gaussian NLL of the error the colour head makes (detached: the variance learns the colour's
+        # spread, it does not reweight how the colour itself is learnt)
+        log_variance = log_variance.float().clamp(-20, 5)
+        variance_loss = (squared_error.detach() * torch.exp(-log_variance) + log_variance).mean()
+        return colour_loss + self.config.uncertainty_weight * variance_loss, colour_loss
+
     def train_step(self, rgb_uint8: torch.Tensor) -> float:
         rgb_uint8 = rgb_uint8.to(self.device, non_blocking=True)
         lightness, ab = lab_batch(rgb_uint8)
+        if self.config.lightness_jitter > 0:
+            lightness = jitter_lightness(lightness, self.config.lightness_jitter, self.lightness_generator)
         with torch.no_grad(), self._autocast():
             global_vector = self.global_features(lightness).float()
         if self.device.type == "cuda":
             lightness = lightness.contiguous(memory_format=torch.channels_last)
+        factor = learning_rate_factor(self.config, self.step, self.training_seconds(), self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.base_learning_rate * factor
         with self._autocast():
-            predicted = self.network(lightness, global_vector)
-        # the paper's loss (eq. 2): MSE between predicted and true a*b*, on the [-1, 1] scale
-        loss = F.mse_loss(predicted.float() / AB_SCALE, ab / AB_SCALE)
+            predicted, log_variance = self.network(lightness, global_vector, raw=True)
+        loss, colour_loss = self.loss(predicted, log_variance, ab)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        return loss.item()
+        return colour_loss.item()  # what the log and the plot follow: comparable between options
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -346,9 +545,11 @@ class Trainer:
         self.model.eval()
         results: dict[str, float] = {}
         dataset_scores = []
-        for folder, paths in self.val_sets.items():
-            name = Path(folder).name
-            loader = DataLoader(ImageFolders(paths, self.config.val_size, 1.0, augment=False), batch_size=32,
+        for name, paths in self.val_sets.items():
+            size = self.config.val_size
+            if paths and isinstance(paths[0], packs.PackedImage):
+                size = min(size, paths[0].scale)  # packed images are stored at the training scale
+            loader = DataLoader(ImageFolders(paths, size, 1.0, augment=False), batch_size=32,
                                 num_workers=self.config.workers, worker_init_fn=_one_thread_per_worker)
             squared_errors, psnrs, colour_out, colour_ref = [], [], [], []
             for rgb_uint8 in loader:
@@ -387,7 +588,7 @@ class Trainer:
         try:
             while self.epoch < config.epochs and not interrupted:
                 losses = []
-                started = time.monotonic()
+                started = self.epoch_started = time.monotonic()
                 bar = _progress_bar(self.progress, len(self._loader()), f"epoch {self.epoch + 1}/{config.epochs}")
                 for rgb_uint8 in self._loader():
                     losses.append(self.train_step(rgb_uint8))
@@ -419,6 +620,7 @@ class Trainer:
     def _log_epoch(self, train_loss: float, seconds: float, steps: int) -> None:
         images = steps * self.config.batch_size * self.distributed.world_size
         row = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
+               "learning_rate": self.optimizer.param_groups[0]["lr"],
                "images_per_second": images / max(seconds, 1e-9),
                "wall_seconds": self.seconds}
         row.update(self.validate())
@@ -498,6 +700,27 @@ def export_head(checkpoint: str | Path, out_path: str | Path, metadata: dict | N
     return sha256_of(out_path)
 
 
+def with_uncertainty_strength(head_path: str | Path, out_path: str | Path, strength: float) -> str:
+    """A copy of an ``uncertainty`` head that fades unsure colours with another strength (0: not at all).
+
+    The colour channels are learnt by the colour loss alone, so one training run
+    gives every strength; ``eval`` chooses. Writes ``out_path`` and its .sha256; returns the sha256.
+    """
+    from ..model.colorizer import load_head
+    from ..model.weights import sha256_of
+
+    head, metadata = load_head(head_path)
+    if not head.uncertainty:
+        raise InputError(f"{head_path}: this head was trained without --uncertainty")
+    config = dict(head.config, uncertainty_strength=float(strength))
+    torch.save({"config": config, "state_dict": {k: v.half() if v.is_floating_point() else v
+                                                  for k, v in head.state_dict().items()},
+                "metadata": metadata}, out_path)
+    sha256 = sha256_of(out_path)
+    Path(str(out_path) + ".sha256").write_text(f"{sha256}  {Path(out_path).name}\n")
+    return sha256
+
+
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
     trainer = Trainer(config, run_dir, progress)
     try:
@@ -538,6 +761,10 @@ def _export_best(trainer: Trainer, best: Path) -> None:
         "train_seconds": round(trainer.seconds, 1),
         "device": str(trainer.device),
         "data": [str(d) for d in config.data],
+        "sources": {name: len(items) for name, items in trainer.sources.items()},
+        "options": {key: getattr(config, key) for key in (
+            "loss", "uncertainty", "lightness_jitter", "batch_norm", "lr_schedule", "lr_decay_minutes",
+            "crop_size", "min_scale", "batch_size", "mix", "init")},
         "best_epoch": {k: (float(v) if isinstance(v, (int, float, str)) and _is_number(v) else str(v))
                        for k, v in best_row.items()},
     }
