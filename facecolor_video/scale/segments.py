@@ -47,7 +47,14 @@ from pathlib import Path
 import av
 
 from ..errors import DecodeError
-from ..film.pipeline import ColorizeOptions, FrameColorizer, LostFrameFiller, batched, film_references
+from ..film.pipeline import (
+    ColorizeOptions,
+    FrameColorizer,
+    LostFrameFiller,
+    batched,
+    film_references,
+    keeps_luma_planes,
+)
 from ..film.shot_features import ANCHOR_WINDOW
 from ..film.temporal import SceneCutDetector
 from ..media.fields import plan_fields
@@ -225,9 +232,14 @@ def run_segment(job: SegmentJob, colorizer, work_dir: str | Path | None = None) 
                                 reference=film_references(colorizer, options, reader))
         fields = plan_fields(reader, options.deinterlace, options.codec)  # as colorize_file: same frames out
         fields.attach(reader)
-        frames = reader.frames(start_pts=segment.decode_from_pts) if segment.decode_from else reader.frames()
+        # composed as colorize_file composes the whole film, so the segments match a single run
+        as_planes = keeps_luma_planes(reader, output, options) and not fields.per_field
+        start_pts = segment.decode_from_pts if segment.decode_from else None
+        frames = reader.frames(start_pts=start_pts, as_planes=as_planes)
         with VideoWriter(output, reader, codec=options.codec, crf=options.crf, preset=options.preset,
-                         copy_audio=False, copy_subtitles=False, **fields.writer_settings) as writer:
+                         copy_audio=False, copy_subtitles=False, pix_fmt=options.pix_fmt,
+                         **fields.writer_settings) as writer:
+            stream.output_planes = writer.planes_format
             kept = _SegmentFrames(writer, segment)
             filler = LostFrameFiller(kept, reader.decode_error_pts)
             write = fields.writer(filler.write)
@@ -323,7 +335,8 @@ def input_identity(source: str | Path) -> dict:
 def work_key(source, colorizer_settings: dict, options: ColorizeOptions, segment_seconds: float) -> str:
     """Hash of what the segment files depend on: the input and every setting that changes pixels."""
     settings = {k: (str(v) if v is not None else None) for k, v in sorted(colorizer_settings.items())}
-    encoded = {k: getattr(options, k) for k in ("batch_size", "smooth", "smooth_radius", "codec", "crf", "preset")}
+    encoded = {k: getattr(options, k) for k in ("batch_size", "smooth", "smooth_radius", "codec", "crf", "preset",
+                                               "deinterlace", "exact_lab", "pix_fmt")}
     encoded["references"] = reference_identity(options)
     material = {"version": PLAN_VERSION, "input": input_identity(source), "colorizer": settings,
                 "encode": encoded, "segment_seconds": float(segment_seconds)}
