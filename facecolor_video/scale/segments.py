@@ -47,6 +47,7 @@ from ..film.pipeline import (
     FrameColorizer,
     batched,
     colorize_file,
+    keeps_luma_planes,
 )
 from ..film.temporal import SceneCutDetector
 from ..media.outputs import VIDEO_CONTAINERS, check_output_path
@@ -217,10 +218,14 @@ def run_segment(job: SegmentJob, colorizer, work_dir: str | Path | None = None) 
     output = segment_path(work_dir, segment.index, job.suffix)
     with VideoReader(job.source) as reader:
         stream = FrameColorizer(colorizer, options.smooth, options.smooth_radius)
-        frames = reader.frames(start_pts=segment.decode_from_pts) if segment.decode_from else reader.frames()
+        # composed as colorize_file composes the whole film, so the segments match a single run
+        as_planes = keeps_luma_planes(reader, output, options)
+        start_pts = segment.decode_from_pts if segment.decode_from else None
+        frames = reader.frames(start_pts=start_pts, as_planes=as_planes)
         written: list[int] = []
         with VideoWriter(output, reader, codec=options.codec, crf=options.crf, preset=options.preset,
-                         copy_audio=False, copy_subtitles=False) as writer:
+                         copy_audio=False, copy_subtitles=False, pix_fmt=options.pix_fmt) as writer:
+            stream.output_planes = writer.planes_format
 
             def write(done):
                 for frame in done:
