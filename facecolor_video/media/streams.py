@@ -47,7 +47,7 @@ TRIAL_PACKETS = 3
 # Source packets read, at most, to find TRIAL_PACKETS of every stream.
 TRIAL_SCAN_LIMIT = 2000
 # Codecs that keep at most 24 bits in a 32-bit sample format, so ALAC and FLAC hold them exactly.
-_AT_MOST_24_BITS = ("pcm_s24", "pcm_s24le", "pcm_s24be", "flac", "alac", "wavpack", "tta", "truehd", "mlp")
+_AT_MOST_24_BITS = ("pcm_s24", "pcm_dvd", "pcm_bluray", "pcm_s24daud", "flac", "alac", "wavpack", "tta", "truehd", "mlp")
 
 _SPOKEN_TYPE = {"audio": "audio", "subtitle": "subtitle"}
 
