@@ -362,3 +362,11 @@ def test_stdout_needs_a_format(sources, capsys):
     code = execute(["colorize", str(sources["ffv1-flac"]), "-", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "--format" in err, err
+
+
+def test_video_codec_the_container_cannot_hold_is_refused_before_any_frame(sources, tmp_path, capsys):
+    output = tmp_path / "out.mp4"
+    code = execute(["colorize", str(sources["ffv1-flac"]), str(output), "--codec", "prores_ks", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "prores" in err and "use .mkv" in err, err
+    assert not output.exists() and not list(tmp_path.glob(".*"))

@@ -115,6 +115,18 @@ def plan_streams(source_streams, container_format: str, destination, first_packe
     return StreamPlan(choices)
 
 
+def check_video_codec(container_format: str, encoder: str, destination) -> None:
+    """OutputError, before any frame, when the container cannot hold what encoder makes (ProRes in .mp4)."""
+    codec = av.codec.Codec(encoder, "w").canonical_name
+    with av.open(io.BytesIO(), "w", format=container_format) as probe:
+        held = probe.supported_codecs
+    if held and codec not in held:
+        takers = [extension for other, extension in SUGGESTED
+                  if other != container_format and codec in av.open(io.BytesIO(), "w", format=other).supported_codecs]
+        hint = f"; use {takers[0]} or another --codec" if takers else "; use another --codec"
+        raise OutputError(f"{destination}: {container_format} cannot hold {codec} video{hint}")
+
+
 def read_first_packets(path, indices: list[int]) -> dict[int, list]:
     """The first TRIAL_PACKETS packets of each stream in indices, from a fresh handle on path."""
     wanted = {index: [] for index in indices}

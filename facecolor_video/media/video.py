@@ -38,6 +38,7 @@ from .outputs import (
 )
 from .streams import (
     StreamCopier,
+    check_video_codec,
     StreamPlan,
     file_packets,
     plan_streams,
@@ -642,6 +643,8 @@ class VideoWriter:
             self._copier = copier_for(self.template, self._container, self.stream_plan)
 
     def _plan_streams(self) -> StreamPlan:
+        if self.kind == "video":
+            check_video_codec(self.container_format, self.codec, self.path)
         if self.kind != "video" or self.template is None or self.template.is_image:
             return StreamPlan([])
         return plan_for(self.template, self.container_format, self.path,
