@@ -99,8 +99,8 @@ def main():
 @_film_options
 @_segment_options
 @_colorizer_options
-def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, batch_size, smooth, smooth_radius, codec, crf,
-             preset, no_audio, quiet, resume, workers, segment_seconds, ray_address, **colorizer_settings):
+def colorize(paths, output_dir, output_format, overwrite, batch_size, smooth, smooth_radius, codec, crf, preset,
+             no_audio, quiet, resume, workers, segment_seconds, ray_address, **colorizer_settings):
     """Colorize IN into OUT, or many inputs into --output-dir. IN or OUT may be - (stdin, stdout).
 
     \b
@@ -111,6 +111,7 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, bat
     from .film.pipeline import ColorizeOptions
     from .scale.batch import colorize_many, plan_outputs
 
+    deinterlace, ivtc = colorizer_settings.pop("deinterlace"), colorizer_settings.pop("ivtc")
     jobs = plan_outputs(paths, output_dir, output_format)
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
                               crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite,
