@@ -344,6 +344,19 @@ def test_stream_from_stdin(tmp_path, capsys):
     assert payload(output, 1) == payload(source, 1)
 
 
+def test_stream_from_stdin_is_tried_with_its_own_packets(sources, tmp_path, capsys):
+    """FLAC on stdin into .mov: the header alone would pass, the packets do not; read ahead, converted up front."""
+    source = sources["ffv1-flac"]
+    output = tmp_path / "out.mov"
+    with redirected(0, source, "r"):
+        code = execute(["colorize", "-", str(output), "--quiet", "--preset", "ultrafast"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "converted to alac (lossless" in err
+    assert_close_times(frame_times(output), frame_times(source))
+    assert np.array_equal(samples(output, 0), samples(source, 0))
+
+
 @pytest.mark.parametrize("stream_format, extension", [("nut", ".nut"), ("mkv", ".mkv")])
 def test_stream_to_stdout(sources, tmp_path, capsys, stream_format, extension):
     """FFV1 + FLAC -> stdout as NUT or Matroska: every frame, the FLAC copied."""
@@ -362,3 +375,11 @@ def test_stdout_needs_a_format(sources, capsys):
     code = execute(["colorize", str(sources["ffv1-flac"]), "-", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "--format" in err, err
+
+
+def test_video_codec_the_container_cannot_hold_is_refused_before_any_frame(sources, tmp_path, capsys):
+    output = tmp_path / "out.mp4"
+    code = execute(["colorize", str(sources["ffv1-flac"]), str(output), "--codec", "prores_ks", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "prores" in err and "use .mkv" in err, err
+    assert not output.exists() and not list(tmp_path.glob(".*"))

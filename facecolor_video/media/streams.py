@@ -47,7 +47,7 @@ TRIAL_PACKETS = 3
 # Source packets read, at most, to find TRIAL_PACKETS of every stream.
 TRIAL_SCAN_LIMIT = 2000
 # Codecs that keep at most 24 bits in a 32-bit sample format, so ALAC and FLAC hold them exactly.
-_AT_MOST_24_BITS = ("pcm_s24", "pcm_s24le", "pcm_s24be", "flac", "alac", "wavpack", "tta", "truehd", "mlp")
+_AT_MOST_24_BITS = ("pcm_s24", "pcm_dvd", "pcm_bluray", "pcm_s24daud", "flac", "alac", "wavpack", "tta", "truehd", "mlp")
 
 _SPOKEN_TYPE = {"audio": "audio", "subtitle": "subtitle"}
 
@@ -113,6 +113,18 @@ def plan_streams(source_streams, container_format: str, destination, first_packe
             raise OutputError(_refusal(stream, container_format, destination, first_packets.get(stream.index, [])))
         choices.append(choice)
     return StreamPlan(choices)
+
+
+def check_video_codec(container_format: str, encoder: str, destination) -> None:
+    """OutputError, before any frame, when the container cannot hold what encoder makes (ProRes in .mp4)."""
+    codec = av.codec.Codec(encoder, "w").canonical_name
+    with av.open(io.BytesIO(), "w", format=container_format) as probe:
+        held = probe.supported_codecs
+    if held and codec not in held:
+        takers = [extension for other, extension in SUGGESTED
+                  if other != container_format and codec in av.open(io.BytesIO(), "w", format=other).supported_codecs]
+        hint = f"; use {takers[0]} or another --codec" if takers else "; use another --codec"
+        raise OutputError(f"{destination}: {container_format} cannot hold {codec} video{hint}")
 
 
 def read_first_packets(path, indices: list[int]) -> dict[int, list]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import itertools
 import os
 import secrets
 from collections import deque
@@ -37,8 +38,10 @@ from .outputs import (
     pipe_format,
 )
 from .streams import (
+    TRIAL_PACKETS,
     StreamCopier,
     StreamPlan,
+    check_video_codec,
     file_packets,
     plan_streams,
     read_first_packets,
@@ -185,6 +188,7 @@ class VideoReader:
         self._side_packets: deque = deque()
         # a pipe cannot be read twice: its audio and subtitle packets are kept from the one demux, when wanted
         self.keep_side_packets = False
+        self._replay: list = []  # packets read ahead from a pipe (peek_packets), decoded first
         # Iterator[av.VideoFrame] -> Iterator[av.VideoFrame] between decoder and conversion (a deinterlacer)
         self.frame_filter = None
 
@@ -313,6 +317,29 @@ class VideoReader:
         kinds = (kind,) if kind else ("audio", "subtitle")
         return [stream for stream in self._container.streams if stream.type in kinds]
 
+    def peek_packets(self, indices: list[int], count: int, byte_limit: int = 64 << 20) -> dict[int, list]:
+        """For a pipe: read ahead until each stream in indices has count packets (or byte_limit is read).
+
+        The packets read are kept and decoded or copied first, so nothing is lost; the
+        ones of indices are returned for the output's trial mux.
+        """
+        found: dict[int, list] = {index: [] for index in indices}
+        size = 0
+        try:
+            for packet in self._container.demux():
+                if not packet.size:
+                    break  # the end of the stream: its flush packets come again when decoding
+                self._replay.append(packet)
+                size += packet.size
+                wanted = found.get(packet.stream.index)
+                if wanted is not None and packet.dts is not None and len(wanted) < count:
+                    wanted.append(packet)
+                if size > byte_limit or all(len(packets) >= count for packets in found.values()):
+                    break
+        except av.FFmpegError as error:
+            raise DecodeError(f"{self.path}: reading the stream failed ({error})") from None
+        return found
+
     def next_side_packet(self):
         """For a pipe: the next audio or subtitle packet demuxed along with the video, or None for now."""
         return self._side_packets.popleft() if self._side_packets else None
@@ -374,10 +401,12 @@ class VideoReader:
         pending: list[int] = []  # sorted pts of the packets sent whose frame has not come out
         unmatched = 0  # decode errors not yet matched to a lost frame
         side = self.source_streams() if self._pipe and self.keep_side_packets else []
+        replayed, self._replay = self._replay, []
         try:
-            for packet in self._container.demux(stream, *side):
+            for packet in itertools.chain(replayed, self._container.demux(stream, *side)):
                 if packet.stream is not stream:
-                    self._side_packets.append(packet)
+                    if side:
+                        self._side_packets.append(packet)
                     continue
                 if packet.pts is not None and packet.size:
                     bisect.insort(pending, packet.pts)
@@ -716,6 +745,8 @@ class VideoWriter:
             self._copier = copier_for(self.template, self._container, self.stream_plan)
 
     def _plan_streams(self) -> StreamPlan:
+        if self.kind == "video":
+            check_video_codec(self.container_format, self.codec, self.path)
         if self.kind != "video" or self.template is None or self.template.is_image:
             return StreamPlan([])
         return plan_for(self.template, self.container_format, self.path,
@@ -761,7 +792,8 @@ def plan_for(reader: VideoReader, container_format: str, destination, audio: boo
     """The stream plan for writing reader's audio (and subtitles) into container_format."""
     streams = ([*reader.source_streams("audio")] if audio else []) + \
               ([*reader.source_streams("subtitle")] if subtitles else [])
-    packets = {} if reader.is_pipe else read_first_packets(reader.path, [s.index for s in streams])
+    indices = [stream.index for stream in streams]
+    packets = reader.peek_packets(indices, TRIAL_PACKETS) if reader.is_pipe else read_first_packets(reader.path, indices)
     plan = plan_streams(streams, container_format, destination, packets)
     if reader.is_pipe and plan.kept:
         reader.keep_side_packets = True  # before decoding starts: the one demux must keep them

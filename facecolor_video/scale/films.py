@@ -72,6 +72,9 @@ class _Film:
 def _prepare_film(source, destination, colorizer_settings, options, segment_seconds, resume, film_number):
     source, destination = Path(source), Path(destination)
     check_output_path(source, destination, overwrite=options.overwrite)
+    if "-" in (str(source), str(destination)):
+        raise OutputError(f"{source}: stdin and stdout are read and written once; leave out --workers, --resume "
+                          "and --ray")
     if options.deinterlace in ("field", "ivtc"):
         # segments are cut by the source's frames; these modes make other frames
         raise OutputError(f"{source}: --deinterlace field and --ivtc run in one pass; leave out --workers, "
