@@ -1,7 +1,8 @@
 """reader -> colorizer -> smoother -> writer: one path for a film, a clip or a photo.
 
 Memory stays bounded whatever the film's length: frames stream through in
-batches, and the smoother holds at most ``radius`` frames back.
+batches, the global features hold at most ``global_every`` frames plus a batch
+back (until the shot's next anchor), and the smoother ``radius`` frames.
 """
 
 from __future__ import annotations
