@@ -22,7 +22,9 @@
 #
 # The learning rate decays (cosine) over TOTAL_MINUTES of training summed over
 # calls (default 10), so the last call ends at the low rate. Options after
-# MINUTES go to `train` (they override the defaults below). DEVICE=cpu
+# MINUTES go to `train` (they override the defaults below). TRAIN_OPTIONS
+# (default --uncertainty: one run gives every fading strength, see
+# `with_uncertainty_strength`) replaces the option list; TRAIN_OPTIONS= turns it off. DEVICE=cpu
 # EPOCH_SIZE=64 BATCH_SIZE=8 WORKERS=1 tries the script on a machine without a GPU.
 set -euo pipefail
 
@@ -102,7 +104,7 @@ python3 -m facecolor_video train \
     --init "$init" --epochs 1000 --epoch-size "${EPOCH_SIZE:-196608}" --batch-size "${BATCH_SIZE:-128}" \
     --workers "${WORKERS:-14}" --device "${DEVICE:-cuda}" \
     --lr 2e-4 --warmup-steps 100 --lr-decay-minutes "$total" --time-limit "$minutes" \
-    --checkpoint-every 1000 --mix "$mix" ${TRAIN_OPTIONS:-} "${resume[@]}" "$@" -q 2>&1 | tee "$log"
+    --checkpoint-every 1000 --mix "$mix" ${TRAIN_OPTIONS---uncertainty} "${resume[@]}" "$@" -q 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
