@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import av
 import numpy as np
 
 # AVColorSpace values FFmpeg tags frames and streams with, and the matrix each names.
@@ -66,6 +65,8 @@ def plane_format(pix_fmt: str | None, matrix: str = "bt601", full_range: bool | 
     """
     if not pix_fmt:
         return None
+    import av  # here, not at the top: the model's colour code imports this module where PyAV may be absent
+
     try:
         video_format = av.VideoFormat(pix_fmt, 64, 64)
     except (ValueError, av.FFmpegError):
@@ -183,6 +184,8 @@ def to_av_frame(planes: YuvPlanes) -> av.VideoFrame:
     layout = planes.format
     if planes.chroma is None:
         raise ValueError("the picture has no chroma planes yet")
+    import av
+
     height, width = planes.luma.shape
     frame = av.VideoFrame(width, height, layout.pix_fmt)
     rows, columns = layout.chroma_size(height, width)
