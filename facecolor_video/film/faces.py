@@ -197,6 +197,11 @@ TRACK_GLOBAL_EVERY = 96
 MAX_TRACKS = 8  # faces refined per frame of a film, the largest first (a crowd costs at most this)
 
 
+def _centre_inside(box: torch.Tensor, other: torch.Tensor) -> bool:
+    centre_x, centre_y = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
+    return float(other[0]) <= centre_x <= float(other[2]) and float(other[1]) <= centre_y <= float(other[3])
+
+
 def box_iou(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     from torchvision.ops import box_iou as iou
 
@@ -227,6 +232,11 @@ class Track:
     def box_at(self, frame_index: int) -> torch.Tensor:
         elapsed = frame_index - self.last_frame
         return self.box + self.velocity * elapsed + self.correction * min(elapsed, self.correction_frames)
+
+    def stop(self, frame_index: int) -> None:
+        """Hold the box where it is now (a missed detection: the motion is no longer known)."""
+        self.box, self.last_frame = self.box_at(frame_index), frame_index
+        self.velocity, self.correction = torch.zeros(4), torch.zeros(4)
 
     def observe(self, detected: torch.Tensor, frame_index: int, glide_frames: int) -> None:
         """A new detection: the box stays where it was predicted and glides towards the face.
@@ -331,7 +341,11 @@ class FaceTracker:
         pairs = sorted(((float(overlap[t, f]), t, f) for t in range(len(self.tracks)) for f in range(len(faces))),
                        reverse=True)
         for value, t, f in pairs:
-            if value < MATCH_IOU or t in matched_tracks or f in matched_faces:
+            # a weaker overlap still continues a track when the face's centre lies in its box:
+            # a track that drifted must not leave a second track on the same face
+            if t in matched_tracks or f in matched_faces or value <= 0:
+                continue
+            if value < MATCH_IOU and not _centre_inside(found[f], predicted[t]):
                 continue
             matched_tracks.add(t)
             matched_faces.add(f)
@@ -343,6 +357,7 @@ class FaceTracker:
                 if track.misses > MISSES_ALLOWED:
                     self.ended.append(track)
                     continue
+                track.stop(index)  # not seen: it waits where it is rather than drifting on
             survivors.append(track)
         self.ended = [track for track in self.ended if index - track.last_frame <= REVIVE_FRAMES]
         for f, face in enumerate(faces):
@@ -355,7 +370,12 @@ class FaceTracker:
             track.revived_from = self._ended_at(face.box)
             survivors.append(track)
         self.tracks = sorted(survivors, key=lambda track: -float(track.box[3] - track.box[1]))[:MAX_TRACKS]
-        return {track.ident for track in survivors if track.last_frame == index and track.misses == 0}
+        # a track that missed this detection where another face was just found is the same face
+        seen = [track for track in self.tracks if track.misses == 0]
+        self.tracks = [track for track in self.tracks if track.misses == 0 or not any(
+            float(box_iou(track.box[None], other.box_at(index)[None])) > 0 or
+            _centre_inside(other.box_at(index), track.box) for other in seen)]
+        return {track.ident for track in self.tracks if track.detected_frame == index and track.misses == 0}
 
     def _ended_at(self, box: torch.Tensor) -> Track | None:
         """The lately ended track that overlaps ``box`` most (at least MATCH_IOU), taken off the list."""
