@@ -211,6 +211,9 @@ def test_tracking_follows_a_face_smoothly_starts_new_faces_and_resets_at_a_cut(c
     # face B: not before the detection after it appears, then tracked, with a crop to colorize
     assert all(len(frame) == 1 for frame in placements[:16])
     assert len(placements[16]) == 2 and placements[16][1].crop_lightness is not None
+    # faces there when a shot starts show at once; face B, appearing within the shot, fades in
+    assert placements[0][0].weight == 1 and placements[20][0].weight == 1
+    assert [round(frame[1].weight, 3) for frame in placements[16:20]] == [round(n / 9, 3) for n in (1, 2, 3, 4)]
     # after the cut only the new face, under a new track
     assert [len(frame) for frame in placements[20:]] == [1] * 10
     assert all(p.track not in (first, placements[16][1].track) for frame in placements[20:] for p in frame)

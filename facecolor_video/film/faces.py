@@ -101,18 +101,20 @@ def ellipse_mask(box: torch.Tensor, grid_height: int, grid_width: int, scale_y: 
 
 
 def paste_crop_ab(ab: torch.Tensor, crop_ab: torch.Tensor, crop: FaceCrop, box: torch.Tensor,
-                  frame_height: int, frame_width: int) -> None:
+                  frame_height: int, frame_width: int, weight: float = 1.0) -> None:
     """Blend a crop's a*b* (2, s, s) into one frame's a*b* (2, h, w), in place, through the face's ellipse.
 
     ``ab`` may be at any size (the render size or the frame's): positions are
     mapped through the frame's pixels. Only pixels where the mask is above 0
-    are written.
+    are written. weight (0..1] scales the mask (a face fading in).
     """
     grid_height, grid_width = ab.shape[-2:]
     scale_y, scale_x = grid_height / frame_height, grid_width / frame_width
     mask, (top, bottom, left, right) = ellipse_mask(box, grid_height, grid_width, scale_y, scale_x, ab.device)
     if mask.numel() == 0:
         return
+    if weight < 1:
+        mask = mask * weight
     # the crop as many grid pixels as it covers (antialiased when that is fewer), then
     # sampled at the grid pixels' centres
     target = max(2, round(crop.side * max(scale_x, scale_y)))
@@ -195,6 +197,11 @@ TRACK_GLOBAL_EVERY = 96
 MAX_TRACKS = 8  # faces refined per frame of a film, the largest first (a crowd costs at most this)
 
 
+def _centre_inside(box: torch.Tensor, other: torch.Tensor) -> bool:
+    centre_x, centre_y = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
+    return float(other[0]) <= centre_x <= float(other[2]) and float(other[1]) <= centre_y <= float(other[3])
+
+
 def box_iou(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     from torchvision.ops import box_iou as iou
 
@@ -220,10 +227,16 @@ class Track:
     global_vector: torch.Tensor | None = None
     global_frame: int = -(10 ** 9)
     revived_from: Track | None = None  # a lately ended track at the same place, whose features it takes up
+    fade_from: int | None = None  # a face that appeared within a shot fades in from this frame (None: it was there)
 
     def box_at(self, frame_index: int) -> torch.Tensor:
         elapsed = frame_index - self.last_frame
         return self.box + self.velocity * elapsed + self.correction * min(elapsed, self.correction_frames)
+
+    def stop(self, frame_index: int) -> None:
+        """Hold the box where it is now (a missed detection: the motion is no longer known)."""
+        self.box, self.last_frame = self.box_at(frame_index), frame_index
+        self.velocity, self.correction = torch.zeros(4), torch.zeros(4)
 
     def observe(self, detected: torch.Tensor, frame_index: int, glide_frames: int) -> None:
         """A new detection: the box stays where it was predicted and glides towards the face.
@@ -260,6 +273,7 @@ class FacePlacement:
     detected: bool = False
     frame_index: int = 0
     owner: Track | None = field(default=None, repr=False, compare=False)
+    weight: float = 1.0  # below 1 while a face that appeared within the shot fades in
 
 
 class FaceTracker:
@@ -298,7 +312,7 @@ class FaceTracker:
         # also on the first frame of a stream, so a segment that starts between detections finds its faces
         detect_at = [i for i, (index, cut) in enumerate(zip(frame_indices, new_shot))
                      if cut or index % self.detect_every == 0 or (i == 0 and self._first)]
-        self._first = False
+        first, self._first = self._first, False
         # weaker faces too, for tracks to continue through them
         weakest = min(self.birth_score, CONTINUE_SCORE)
         detections = dict(zip(detect_at, self.detector.detect(lightness[detect_at], weakest))) if detect_at else {}
@@ -311,12 +325,12 @@ class FaceTracker:
                 self.found[index] = [face for face in detections[i] if face.score >= self.birth_score]
                 faces = [face for face in detections[i] if refinable(face, render_height, frame_height)]
                 faces = sorted(faces, key=lambda face: -face.height)[:MAX_TRACKS]
-                refresh = self._update(index, faces)
+                refresh = self._update(index, faces, shot_start=new_shot[i] or (i == 0 and first))
             placements.append([self._place(track, index, refresh, frame_height, frame_width) for track in self.tracks])
         self._crops(placements, lightness)
         return placements
 
-    def _update(self, index: int, faces: list[Face]) -> set[int]:
+    def _update(self, index: int, faces: list[Face], shot_start: bool) -> set[int]:
         """Match one frame's detections to the tracks; returns the idents of the tracks detected now."""
         predicted = torch.stack([track.box_at(index) for track in self.tracks]) if self.tracks else torch.zeros(0, 4)
         found = torch.stack([face.box for face in faces]) if faces else torch.zeros(0, 4)
@@ -327,7 +341,11 @@ class FaceTracker:
         pairs = sorted(((float(overlap[t, f]), t, f) for t in range(len(self.tracks)) for f in range(len(faces))),
                        reverse=True)
         for value, t, f in pairs:
-            if value < MATCH_IOU or t in matched_tracks or f in matched_faces:
+            # a weaker overlap still continues a track when the face's centre lies in its box:
+            # a track that drifted must not leave a second track on the same face
+            if t in matched_tracks or f in matched_faces or value <= 0:
+                continue
+            if value < MATCH_IOU and not _centre_inside(found[f], predicted[t]):
                 continue
             matched_tracks.add(t)
             matched_faces.add(f)
@@ -339,18 +357,25 @@ class FaceTracker:
                 if track.misses > MISSES_ALLOWED:
                     self.ended.append(track)
                     continue
+                track.stop(index)  # not seen: it waits where it is rather than drifting on
             survivors.append(track)
         self.ended = [track for track in self.ended if index - track.last_frame <= REVIVE_FRAMES]
         for f, face in enumerate(faces):
             if f in matched_faces or face.score < self.birth_score:
                 continue
+            # a face there when the shot starts shows at once; one that appears later fades in
             track = Track(self._next_ident, face.box.float(), last_frame=index, detected=face.box.float(),
-                          detected_frame=index)
+                          detected_frame=index, fade_from=None if shot_start else index)
             self._next_ident += 1
             track.revived_from = self._ended_at(face.box)
             survivors.append(track)
         self.tracks = sorted(survivors, key=lambda track: -float(track.box[3] - track.box[1]))[:MAX_TRACKS]
-        return {track.ident for track in survivors if track.last_frame == index and track.misses == 0}
+        # a track that missed this detection where another face was just found is the same face
+        seen = [track for track in self.tracks if track.misses == 0]
+        self.tracks = [track for track in self.tracks if track.misses == 0 or not any(
+            float(box_iou(track.box[None], other.box_at(index)[None])) > 0 or
+            _centre_inside(other.box_at(index), track.box) for other in seen)]
+        return {track.ident for track in self.tracks if track.detected_frame == index and track.misses == 0}
 
     def _ended_at(self, box: torch.Tensor) -> Track | None:
         """The lately ended track that overlaps ``box`` most (at least MATCH_IOU), taken off the list."""
@@ -365,8 +390,11 @@ class FaceTracker:
     def _place(self, track: Track, index: int, refresh: set[int], frame_height: int,
                frame_width: int) -> FacePlacement:
         box = track.box_at(index)
+        weight = 1.0
+        if track.fade_from is not None:
+            weight = min(1.0, (index - track.fade_from + 1) / (self.detect_every + 1))
         return FacePlacement(track.ident, box, FaceCrop.around(box, frame_height, frame_width),
-                             detected=track.ident in refresh, frame_index=index, owner=track)
+                             detected=track.ident in refresh, frame_index=index, owner=track, weight=weight)
 
     def _crops(self, placements: list[list[FacePlacement]], lightness: torch.Tensor) -> None:
         """Cut the crops of the faces detected in this batch (colorized by ``FaceBlender``)."""
@@ -474,7 +502,8 @@ class FaceBlender:
                     self._refresh(placement.track, fresh[id(placement)], placement.frame_index)
                 crop_ab = self._colour_at(placement.track, placement.frame_index)
                 if crop_ab is not None:
-                    paste_crop_ab(ab[index], crop_ab, placement.crop, placement.box, frame_height, frame_width)
+                    paste_crop_ab(ab[index], crop_ab, placement.crop, placement.box, frame_height, frame_width,
+                                  placement.weight)
         for ident in [ident for ident in self.crop_ab if ident not in alive]:
             del self.crop_ab[ident]
         return ab
