@@ -29,6 +29,7 @@ from facecolor_video.media.fields import (
     INTERLACED,
     FieldWeaver,
     field_order,
+    plan_fields,
     split_fields,
 )
 from facecolor_video.media.outputs import VIDEO_CONTAINERS
@@ -383,3 +384,13 @@ def test_video_codec_the_container_cannot_hold_is_refused_before_any_frame(sourc
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "prores" in err and "use .mkv" in err, err
     assert not output.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_deinterlaced_frames_keep_the_source_pts_and_time_base(sources):
+    """bwdif works in half the stream's time base; frames come back in the stream's, as segment plans expect."""
+    source = sources["mpeg2-interlaced-mp2-ac3"]
+    with VideoReader(source) as plain:
+        expected = [(frame.pts, frame.time_base) for frame in plain.frames()]
+    with VideoReader(source) as reader:
+        plan_fields(reader, "frame", "libx264").attach(reader)
+        assert [(frame.pts, frame.time_base) for frame in reader.frames()] == expected

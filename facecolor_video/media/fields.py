@@ -90,7 +90,22 @@ def deinterlaced(frames: Iterator[av.VideoFrame], stream, mode: str, frame_rate:
         upstream.link_to(downstream)
     graph.configure()
     output = _drained(graph, frames)
-    yield from _film_times(output, frame_rate * IVTC_RATE) if mode == "ivtc" else output
+    if mode == "ivtc":
+        yield from _film_times(output, frame_rate * IVTC_RATE)
+    elif mode == "frame":
+        yield from _in_time_base(output, time_base)
+    else:
+        yield from output
+
+
+def _in_time_base(frames, time_base: Fraction) -> Iterator[av.VideoFrame]:
+    # bwdif halves the time base (room for the field rate) even when it sends one frame per frame:
+    # back to the stream's, so the pts are the source's and compare with the segment plan's.
+    for frame in frames:
+        if frame.pts is not None and frame.time_base != time_base:
+            frame.pts = round(frame.pts * frame.time_base / time_base)
+            frame.time_base = time_base
+        yield frame
 
 
 def _drained(graph, frames) -> Iterator[av.VideoFrame]:
