@@ -393,11 +393,13 @@ def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwri
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="segments colorized in parallel processes")
 @click.option("--segment-seconds", type=click.FloatRange(0.1), default=20.0, show_default=True, help="length of a segment")
 @click.option("--ray", "ray_address", metavar="ADDRESS", help="run segments on a Ray cluster (ADDRESS, or 'local')")
+@click.option("--deinterlace", type=click.Choice(["frame"]), is_flag=False, flag_value="frame",
+              help="progressive output through bwdif at the frame rate (interlaced sources stay interlaced otherwise)")
 @_composition_options
 @_reference_options
 @_colorizer_options
 def batch(dir_or_list, output_dir, output_format, batch_size, smooth, smooth_radius, codec, crf, preset, no_audio,
-          quiet, workers, segment_seconds, ray_address, exact_lab, pix_fmt, reference, references,
+          quiet, workers, segment_seconds, ray_address, deinterlace, exact_lab, pix_fmt, reference, references,
           reference_all_shots, **colorizer_settings):
     """Colorize every film of a folder (or of a list file, one path a line) into --output-dir.
 
@@ -416,7 +418,7 @@ def batch(dir_or_list, output_dir, output_format, batch_size, smooth, smooth_rad
     if not quiet and skipped:
         click.echo(f"{len(skipped)} film(s) skipped: their output exists", err=True)
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
-                              crf=crf, preset=preset, audio=not no_audio,
+                              crf=crf, preset=preset, audio=not no_audio, deinterlace=deinterlace,
                               exact_lab=exact_lab, pix_fmt=pix_fmt, reference=reference,
                               references=references, reference_all_shots=reference_all_shots)
     failures = colorize_many_segmented(jobs, colorizer_settings, options, quiet, resume=True, workers=workers,
