@@ -18,9 +18,11 @@ from facecolor_video.film.pipeline import (
 )
 from facecolor_video.media.video import VideoFrame
 from facecolor_video.model import weights as weights_registry
+from facecolor_video.model.backbone import load_face_prior
 from facecolor_video.model.color import rgb_to_lab
 from facecolor_video.model.colorizer import Colorizer
 from facecolor_video.model.face_detector import Face, load_face_detector
+from facecolor_video.training.face_prior import compute_face_prior
 
 DATA = Path(__file__).parent / "data"
 PORTRAIT = DATA / "webmorph_neutral_front_002_03.webp"  # CC BY 4.0, see LICENSE.webmorph
@@ -103,6 +105,41 @@ def test_altered_detector_weights_are_refused(tmp_path):
     altered.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="sha256 mismatch"):
         load_face_detector(altered)
+
+
+def test_altered_face_prior_is_refused(tmp_path):
+    shipped = weights_registry.find(weights_registry.FACE_PRIOR)
+    altered = tmp_path / shipped.name
+    shutil.copy(shipped, altered)
+    data = bytearray(altered.read_bytes())
+    data[-40] ^= 0xFF
+    altered.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        load_face_prior(altered)
+
+
+def test_the_face_prior_is_the_mean_global_features_of_face_crops(colorizers, tmp_path):
+    faces_on, faces_off = colorizers
+    wide, _ = _wide_shot(120)
+    Image.fromarray(_portrait()).save(tmp_path / "a.png")
+    Image.fromarray(wide).save(tmp_path / "b.png")
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "no_face.png")
+    paths = sorted(tmp_path.iterdir())
+    prior, crops = compute_face_prior(faces_off, paths)
+    assert crops == 2  # the image without a face is left out
+    detector = faces_on.face_detector
+    each = []
+    for path in paths[:2]:
+        lightness = _lightness(np.asarray(Image.open(path).convert("RGB")))
+        crop = face_stage.FaceCrop.around(detector.detect(lightness)[0][0].box, *lightness.shape[-2:])
+        with faces_off._autocast():
+            each.append(faces_off._features(face_stage.crop_lightness(lightness, [crop], [0])))
+    assert torch.allclose(prior, torch.cat(each).float().mean(0), atol=1e-3)
+    # the shipped prior is a face's features: nearer a face crop's than a plain frame's
+    shipped = load_face_prior()
+    cosine = torch.nn.functional.cosine_similarity
+    plain = faces_off._features(torch.full((1, 1, 128, 128), 50.0))[0].float()
+    assert cosine(shipped, prior, dim=0) > cosine(shipped, plain, dim=0)
 
 
 def test_blend_writes_only_where_the_mask_is_above_zero():
@@ -210,7 +247,7 @@ def test_tracking_follows_a_face_smoothly_starts_new_faces_and_resets_at_a_cut(c
     assert abs(lefts[19] - (100 + 2 * 19)) < 12
     # face B: not before the detection after it appears, then tracked, with a crop to colorize
     assert all(len(frame) == 1 for frame in placements[:16])
-    assert len(placements[16]) == 2 and placements[16][1].crop_lightness is not None
+    assert len(placements[16]) == 2 and placements[16][1].crop_ab is not None
     # faces there when a shot starts show at once; face B, appearing within the shot, fades in
     assert placements[0][0].weight == 1 and placements[20][0].weight == 1
     assert [round(frame[1].weight, 3) for frame in placements[16:20]] == [round(n / 9, 3) for n in (1, 2, 3, 4)]
@@ -220,46 +257,57 @@ def test_tracking_follows_a_face_smoothly_starts_new_faces_and_resets_at_a_cut(c
     assert abs(float(placements[20][0].box[0]) - 300) < 1e-4
 
 
-def test_a_face_seen_again_where_a_track_ended_takes_up_its_global_features(colorizers, monkeypatch):
-    faces_on, _ = colorizers
-    computed = []
-    real = face_stage.crop_global_vectors
-    monkeypatch.setattr(face_stage, "crop_global_vectors",
-                        lambda colorizer, crops: computed.append(len(crops)) or real(colorizer, crops))
-
-    def script(index):  # one face, hidden from frame 4 to 19, back at the same place
-        return [] if 4 <= index < 20 else [(100, 100, 160, 180)]
-
-    tracker = face_stage.FaceTracker(faces_on, ScriptedDetector(script), detect_every=4)
-    lightness = torch.zeros(28, 1, 480, 640)
-    lightness[:, 0, 0, 0] = torch.arange(28).float()
+def _plan(tracker, count, batch=8):
+    lightness = torch.zeros(count, 1, 480, 640)
+    lightness[:, 0, 0, 0] = torch.arange(count).float()
     placements = []
-    blender = face_stage.FaceBlender(faces_on, fade_frames=4)
-    for start in range(0, 28, 8):  # the tracker beside decoding, the blender after the head, batch by batch
-        batch = tracker.plan(list(range(start, min(start + 8, 28))), [False] * 8, lightness[start:start + 8], 128)
-        blender.blend(torch.zeros(len(batch), 2, 60, 80), batch, 480, 640)
-        placements += batch
-    assert [len(frame) for frame in placements[8:20]] == [0] * 12  # ended after missing two detections
-    first, again = placements[0][0], placements[20][0]
-    assert again.track != first.track and again.crop_lightness is not None
-    assert computed == [1]  # only the first sighting ran VGG16
-    assert torch.equal(again.global_vector, first.global_vector)
+    for start in range(0, count, batch):
+        end = min(start + batch, count)
+        placements += tracker.plan(list(range(start, end)), [False] * (end - start), lightness[start:end], 128)
+    return placements
+
+
+def test_a_missed_face_fades_out_and_back_in_under_the_same_track(colorizers):
+    faces_on, _ = colorizers
+
+    def script(index):  # one face, missed by the detection at frame 4, found again at 8; gone from 12
+        return [] if index == 4 or index >= 12 else [(100, 100, 160, 180)]
+
+    placements = _plan(face_stage.FaceTracker(faces_on, ScriptedDetector(script), detect_every=4), 28)
+    weights = [frame[0].weight if frame else 0.0 for frame in placements]
+    # fading out over two detection intervals from the miss at 4, back in from 8 where it was
+    assert weights[:4] == [1.0] * 4
+    assert weights[4:8] == pytest.approx([1, 7 / 8, 6 / 8, 5 / 8])
+    # seen again at 8 (at weight 4/8): from there up over a detection interval (steps of 1/5)
+    assert weights[8:12] == pytest.approx([0.5, 0.7, 0.9, 1.0])
+    # the same track throughout: its colour is never dropped and started again
+    assert len({p.track for frame in placements for p in frame}) == 1
+    # gone from 12: fades out over eight frames, then its track ends
+    assert weights[12:21] == pytest.approx([1 - n / 8 for n in range(8)] + [0.0])
+    assert all(not frame for frame in placements[20:])
+
+
+def test_a_face_that_moved_further_than_its_box_keeps_its_track(colorizers):
+    faces_on, _ = colorizers
+
+    def script(index):  # 60 px wide, 80 tall; jumps 70 px right between detections 8 and 12
+        return [(100, 100, 160, 180)] if index < 12 else [(170, 100, 230, 180)]
+
+    placements = _plan(face_stage.FaceTracker(faces_on, ScriptedDetector(script), detect_every=4), 16)
+    assert len({p.track for frame in placements for p in frame}) == 1
+    assert all(len(frame) == 1 and frame[0].weight == 1 for frame in placements)
+    lefts = [float(frame[0].box[0]) for frame in placements]
+    assert lefts[:13] == pytest.approx([100] * 13) and 100 < lefts[13] < lefts[14] < lefts[15]  # it follows
 
 
 def test_a_face_fades_to_its_new_colour_over_the_detection_interval(monkeypatch):
-    def colorize_crops(colorizer, crops, vectors):  # the face's crop colour: 10 at first, 30 when seen again
-        return torch.stack([torch.full((2, 128, 128), value) for value in (10.0, 30.0)[:len(crops)]]), vectors
-
-    monkeypatch.setattr(face_stage, "colorize_crops", colorize_crops)
-    blender = face_stage.FaceBlender(colorizer=None, fade_frames=4)
+    blender = face_stage.FaceBlender(fade_frames=4)
     box = torch.tensor([100.0, 100.0, 200.0, 220.0])
     crop = face_stage.FaceCrop.around(box, 480, 640)
 
-    track = face_stage.Track(7, box, global_vector=torch.zeros(512), global_frame=0)
-
-    def placement(index, refresh):
-        return face_stage.FacePlacement(7, box, crop, torch.zeros(1, 128, 128) if refresh else None,
-                                        detected=refresh, frame_index=index, owner=track)
+    def placement(index, refresh):  # the face's crop colour: 10 at first, 30 when seen again
+        colour = torch.full((2, 128, 128), 10.0 if index == 0 else 30.0) if refresh else None
+        return face_stage.FacePlacement(7, box, crop, colour, detected=refresh, frame_index=index)
 
     frames = [[placement(index, index in (0, 4))] for index in range(10)]
     ab = blender.blend(torch.zeros(10, 2, 60, 80), frames, 480, 640)

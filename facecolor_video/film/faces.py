@@ -131,25 +131,19 @@ def paste_crop_ab(ab: torch.Tensor, crop_ab: torch.Tensor, crop: FaceCrop, box: 
 
 
 @torch.no_grad()
-def crop_global_vectors(colorizer: Colorizer, crop_lightness: torch.Tensor) -> torch.Tensor:
-    """VGG16 global features of face crops (K, 512): each face its own, not the scene's."""
-    with colorizer._autocast():
-        return colorizer._features(crop_lightness)
+def colorize_crops(colorizer: Colorizer, crop_lightness: torch.Tensor) -> torch.Tensor:
+    """Crops' L (K, 1, s, s) -> their a*b* (K, 2, s, s), each with the face prior as its global features.
 
-
-@torch.no_grad()
-def colorize_crops(colorizer: Colorizer, crop_lightness: torch.Tensor,
-                   global_vectors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crops' L (K, 1, s, s) -> their a*b* (K, 2, s, s) and the global features used (K, 512).
-
-    The head is called directly rather than through ``Colorizer.predict`` so that
-    ``bench`` charges the crops to the face stage, not to the frame's head.
+    The face prior (``training/face_prior.py``) rather than a VGG16 pass of the
+    crop: a face is a face, whatever the crop also shows, and a crop's own pass
+    costs as much as a frame's. On wide shots the prior also measures better
+    (mean CIEDE2000 inside faces 6.9 against 7.8). The head is called directly,
+    in the calling thread, rather than through ``Colorizer.predict``: in a film
+    this runs beside decoding, and ``bench`` charges it to the face stage.
     """
-    if global_vectors is None:
-        global_vectors = crop_global_vectors(colorizer, crop_lightness)
+    prior = colorizer.face_prior.to(crop_lightness.device).expand(crop_lightness.shape[0], -1)
     crop_lightness = crop_lightness.contiguous(memory_format=torch.channels_last)
-    ab = colorizer._chunked(colorizer._run_head, crop_lightness, global_vectors)
-    return ab * colorizer.chroma_gain, global_vectors
+    return colorizer._chunked(colorizer._head_part, crop_lightness, prior) * colorizer.chroma_gain
 
 
 def refinable(face: Face | torch.Tensor, render_height: int, frame_height: int) -> bool:
@@ -170,7 +164,7 @@ def refine_stills(colorizer: Colorizer, detector: FaceDetector, lightness: torch
     if not picked:
         return ab, found
     crops = [FaceCrop.around(face.box, frame_height, frame_width) for _, face in picked]
-    crop_ab, _ = colorize_crops(colorizer, crop_lightness(lightness, crops, [index for index, _ in picked]))
+    crop_ab = colorize_crops(colorizer, crop_lightness(lightness, crops, [index for index, _ in picked]))
     ab = ab.clone()
     for (index, face), crop, face_ab in zip(picked, crops, crop_ab):
         paste_crop_ab(ab[index], face_ab, crop, face.box, frame_height, frame_width)
@@ -182,24 +176,32 @@ def refine_stills(colorizer: Colorizer, detector: FaceDetector, lightness: torch
 DETECT_EVERY = 12  # frames between detections (and at every scene cut)
 VELOCITY_SMOOTHING = 0.5  # weight of the newest motion estimate in a track's velocity
 MATCH_IOU = 0.3  # a detection continues the track whose predicted box it overlaps at least this much
+# A detection that overlaps no track still continues one whose centre is within REACH of its
+# height and whose size is within SIZE_RATIO of its own: an actor who moved fast between two
+# detections is the same face, and a new track would make its colour fade out and in again
+REACH = 1.0
+SIZE_RATIO = 1.6
 MISSES_ALLOWED = 1  # detections a track may miss (a face turned away) before it ends
-# A face found where a track ended less than this many frames ago takes up that track's global
-# features instead of computing its own: in a crowd, detections come and go
-REVIVE_FRAMES = 48
 # hysteresis: a detection continues a track from this score, starts one only from the detector's
 CONTINUE_SCORE = 0.45
 CROP_MEMORY = 0.5  # weight of the previous crop a*b* when a track's crop is colorized again
-# A face keeps who it is through a shot: its crop's VGG16 features (150 ms on a CPU thread,
-# the largest cost of a face) are computed when its track starts and then only every
-# TRACK_GLOBAL_EVERY frames. Own features rather than the scene's: 7.3 against 8.0 mean
-# CIEDE2000 in the faces of wide shots (features at 112 px instead of 224: 8.3).
-TRACK_GLOBAL_EVERY = 96
 MAX_TRACKS = 8  # faces refined per frame of a film, the largest first (a crowd costs at most this)
 
 
 def _centre_inside(box: torch.Tensor, other: torch.Tensor) -> bool:
     centre_x, centre_y = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
     return float(other[0]) <= centre_x <= float(other[2]) and float(other[1]) <= centre_y <= float(other[3])
+
+
+def _within_reach(box: torch.Tensor, track_box: torch.Tensor) -> float | None:
+    """How far ``box``'s centre is from ``track_box``'s, in track heights; None when out of reach or size."""
+    height, other_height = float(box[3] - box[1]), float(track_box[3] - track_box[1])
+    if min(height, other_height) <= 0 or max(height, other_height) > SIZE_RATIO * min(height, other_height):
+        return None
+    centre = (box[:2] + box[2:]) / 2
+    other_centre = (track_box[:2] + track_box[2:]) / 2
+    distance = float(torch.linalg.vector_norm(centre - other_centre)) / other_height
+    return distance if distance <= REACH else None
 
 
 def box_iou(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -212,7 +214,7 @@ def box_iou(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Track:
-    """One face followed through a shot: its smoothed box, motion and the crop's global features."""
+    """One face followed through a shot: its smoothed box and motion, and how visible its colour is."""
 
     ident: int
     box: torch.Tensor  # where the track's box is at last_frame, frame pixels
@@ -224,32 +226,46 @@ class Track:
     detected: torch.Tensor | None = None  # the last detection's raw box
     detected_frame: int = 0
     misses: int = 0
-    global_vector: torch.Tensor | None = None
-    global_frame: int = -(10 ** 9)
-    revived_from: Track | None = None  # a lately ended track at the same place, whose features it takes up
-    fade_from: int | None = None  # a face that appeared within a shot fades in from this frame (None: it was there)
+    # The face's colour fades in from fade_in_from (None: it was there when the shot began)
+    # and out from fade_out_from (None: it is seen): a face that comes or goes, or that the
+    # detector misses for a while, never pops.
+    fade_in_from: float | None = None
+    fade_out_from: int | None = None
 
     def box_at(self, frame_index: int) -> torch.Tensor:
         elapsed = frame_index - self.last_frame
         return self.box + self.velocity * elapsed + self.correction * min(elapsed, self.correction_frames)
+
+    def weight_at(self, frame_index: int, fade_in_frames: int, fade_out_frames: int) -> float:
+        weight = 1.0
+        if self.fade_in_from is not None:
+            weight = min(1.0, (frame_index - self.fade_in_from + 1) / (fade_in_frames + 1))
+        if self.fade_out_from is not None:
+            weight = min(weight, 1.0 - (frame_index - self.fade_out_from) / fade_out_frames)
+        return max(weight, 0.0)
 
     def stop(self, frame_index: int) -> None:
         """Hold the box where it is now (a missed detection: the motion is no longer known)."""
         self.box, self.last_frame = self.box_at(frame_index), frame_index
         self.velocity, self.correction = torch.zeros(4), torch.zeros(4)
 
-    def observe(self, detected: torch.Tensor, frame_index: int, glide_frames: int) -> None:
+    def observe(self, detected: torch.Tensor, frame_index: int, glide_frames: int, fade_out_frames: int) -> None:
         """A new detection: the box stays where it was predicted and glides towards the face.
 
         Snapping to each detection would move the blend ellipse (and the colour
         under it) in steps every few frames; instead the gap is closed evenly
         over the next ``glide_frames`` frames, on top of the smoothed velocity.
+        A track that was fading out fades back in from where it is.
         """
         predicted = self.box_at(frame_index)
         if self.detected is not None and frame_index > self.detected_frame:
             motion = (detected - self.detected) / (frame_index - self.detected_frame)
             first = not self.velocity.any()
             self.velocity = motion if first else self.velocity + VELOCITY_SMOOTHING * (motion - self.velocity)
+        if self.fade_out_from is not None:
+            weight = self.weight_at(frame_index, glide_frames, fade_out_frames)
+            self.fade_in_from = frame_index + 1 - weight * (glide_frames + 1)
+            self.fade_out_from = None
         self.box, self.last_frame = predicted, frame_index
         self.correction = (detected - predicted) / glide_frames
         self.correction_frames = glide_frames
@@ -260,20 +276,17 @@ class Track:
 class FacePlacement:
     """What the blending step needs for one face in one frame.
 
-    crop_lightness is set on frames where the track's crop is colorized again
-    (global_vector then by ``FaceBlender``); on the other frames the track's
-    last crop a*b* is placed at ``box``.
+    crop_ab is set on frames where the track's crop was colorized again; on
+    the other frames the track's last crop a*b* is placed at ``box``.
     """
 
     track: int
     box: torch.Tensor
     crop: FaceCrop
-    crop_lightness: torch.Tensor | None = None
-    global_vector: torch.Tensor | None = None
+    crop_ab: torch.Tensor | None = None
     detected: bool = False
     frame_index: int = 0
-    owner: Track | None = field(default=None, repr=False, compare=False)
-    weight: float = 1.0  # below 1 while a face that appeared within the shot fades in
+    weight: float = 1.0  # below 1 while the face's colour fades in or out
 
 
 class FaceTracker:
@@ -283,13 +296,14 @@ class FaceTracker:
     on the first frame of every shot (a schedule fixed by position, as for the
     global features, so a segment decoded from a seek finds the same faces).
     Between detections each track's box moves with its smoothed velocity. A
-    detection continues the track it overlaps most (IoU); the box does not jump
-    to it but glides there over the next ``detect_every`` frames (``Track.observe``),
-    so the blend ellipse moves evenly. A face not seen for more than
-    ``MISSES_ALLOWED`` detections is dropped; a new face starts a track at the
-    first detection that sees it. Each track's crop is colorized again at each
-    detection, with VGG16 global features of its own computed when it starts
-    and every ``TRACK_GLOBAL_EVERY`` frames.
+    detection continues the track it overlaps most (IoU), or else one within
+    reach of it; the box does not jump to it but glides there over the next
+    ``detect_every`` frames (``Track.observe``), so the blend ellipse moves
+    evenly. A track that misses a detection holds still and its colour starts
+    to fade out, over ``(MISSES_ALLOWED + 1) * detect_every`` frames; seen
+    again in time, it fades back in. A new face starts a track at the first
+    detection that sees it and fades in, unless the shot starts with it. Each
+    track's crop is colorized again at each of its detections.
     """
 
     def __init__(self, colorizer: Colorizer, detector: FaceDetector, detect_every: int = DETECT_EVERY):
@@ -298,11 +312,14 @@ class FaceTracker:
         self.detect_every = max(1, int(detect_every))
         self.birth_score = detector.score_threshold
         self.tracks: list[Track] = []
-        self.ended: list[Track] = []  # tracks ended lately, whose global features a new face may take up
         self._next_ident = 0
         self._first = True
         # detection frames' faces (all found, refined or not), for the debug pictures
         self.found: dict[int, list[Face]] = {}
+
+    @property
+    def fade_out_frames(self) -> int:
+        return (MISSES_ALLOWED + 1) * self.detect_every
 
     @torch.no_grad()
     def plan(self, frame_indices: list[int], new_shot: list[bool], lightness: torch.Tensor,
@@ -319,16 +336,20 @@ class FaceTracker:
         placements: list[list[FacePlacement]] = []
         for i, index in enumerate(frame_indices):
             if new_shot[i]:
-                self.tracks, self.ended = [], []
+                self.tracks = []
             refresh: set[int] = set()
             if i in detections:
                 self.found[index] = [face for face in detections[i] if face.score >= self.birth_score]
                 faces = [face for face in detections[i] if refinable(face, render_height, frame_height)]
                 faces = sorted(faces, key=lambda face: -face.height)[:MAX_TRACKS]
                 refresh = self._update(index, faces, shot_start=new_shot[i] or (i == 0 and first))
+            self.tracks = [track for track in self.tracks if self._weight(track, index) > 0]
             placements.append([self._place(track, index, refresh, frame_height, frame_width) for track in self.tracks])
         self._crops(placements, lightness)
         return placements
+
+    def _weight(self, track: Track, index: int) -> float:
+        return track.weight_at(index, self.detect_every, self.fade_out_frames)
 
     def _update(self, index: int, faces: list[Face], shot_start: bool) -> set[int]:
         """Match one frame's detections to the tracks; returns the idents of the tracks detected now."""
@@ -337,72 +358,61 @@ class FaceTracker:
         overlap = box_iou(predicted, found)
         matched_tracks: set[int] = set()
         matched_faces: set[int] = set()
-        # greedy: the best-overlapping pairs first
+
+        def match(t: int, f: int) -> None:
+            matched_tracks.add(t)
+            matched_faces.add(f)
+            self.tracks[t].observe(found[f], index, self.detect_every, self.fade_out_frames)
+
+        # greedy: the best-overlapping pairs first; a weaker overlap still continues a track when the
+        # face's centre lies in its box (a track that drifted must not leave a second track on the face)
         pairs = sorted(((float(overlap[t, f]), t, f) for t in range(len(self.tracks)) for f in range(len(faces))),
                        reverse=True)
         for value, t, f in pairs:
-            # a weaker overlap still continues a track when the face's centre lies in its box:
-            # a track that drifted must not leave a second track on the same face
-            if t in matched_tracks or f in matched_faces or value <= 0:
-                continue
-            if value < MATCH_IOU and not _centre_inside(found[f], predicted[t]):
-                continue
-            matched_tracks.add(t)
-            matched_faces.add(f)
-            self.tracks[t].observe(found[f], index, self.detect_every)
-        survivors = []
+            if t not in matched_tracks and f not in matched_faces and value > 0 and (
+                    value >= MATCH_IOU or _centre_inside(found[f], predicted[t])):
+                match(t, f)
+        # then the nearest within reach, for faces that moved further than their box
+        near = sorted((distance, t, f) for t in range(len(self.tracks)) for f in range(len(faces))
+                      if t not in matched_tracks and f not in matched_faces
+                      and (distance := _within_reach(found[f], predicted[t])) is not None)
+        for _, t, f in near:
+            if t not in matched_tracks and f not in matched_faces:
+                match(t, f)
         for t, track in enumerate(self.tracks):
             if t not in matched_tracks:
                 track.misses += 1
-                if track.misses > MISSES_ALLOWED:
-                    self.ended.append(track)
-                    continue
                 track.stop(index)  # not seen: it waits where it is rather than drifting on
-            survivors.append(track)
-        self.ended = [track for track in self.ended if index - track.last_frame <= REVIVE_FRAMES]
+                if track.fade_out_from is None:
+                    track.fade_out_from = index
         for f, face in enumerate(faces):
             if f in matched_faces or face.score < self.birth_score:
                 continue
             # a face there when the shot starts shows at once; one that appears later fades in
-            track = Track(self._next_ident, face.box.float(), last_frame=index, detected=face.box.float(),
-                          detected_frame=index, fade_from=None if shot_start else index)
+            self.tracks.append(Track(self._next_ident, face.box.float(), last_frame=index, detected=face.box.float(),
+                                     detected_frame=index, fade_in_from=None if shot_start else index))
             self._next_ident += 1
-            track.revived_from = self._ended_at(face.box)
-            survivors.append(track)
-        self.tracks = sorted(survivors, key=lambda track: -float(track.box[3] - track.box[1]))[:MAX_TRACKS]
-        # a track that missed this detection where another face was just found is the same face
-        seen = [track for track in self.tracks if track.misses == 0]
-        self.tracks = [track for track in self.tracks if track.misses == 0 or not any(
-            float(box_iou(track.box[None], other.box_at(index)[None])) > 0 or
-            _centre_inside(other.box_at(index), track.box) for other in seen)]
+        self.tracks = sorted(self.tracks, key=lambda track: -float(track.box[3] - track.box[1]))[:MAX_TRACKS]
         return {track.ident for track in self.tracks if track.detected_frame == index and track.misses == 0}
-
-    def _ended_at(self, box: torch.Tensor) -> Track | None:
-        """The lately ended track that overlaps ``box`` most (at least MATCH_IOU), taken off the list."""
-        if not self.ended:
-            return None
-        overlap = box_iou(torch.stack([track.box for track in self.ended]), box[None])[:, 0]
-        best = int(overlap.argmax())
-        if float(overlap[best]) < MATCH_IOU:
-            return None
-        return self.ended.pop(best)
 
     def _place(self, track: Track, index: int, refresh: set[int], frame_height: int,
                frame_width: int) -> FacePlacement:
         box = track.box_at(index)
-        weight = 1.0
-        if track.fade_from is not None:
-            weight = min(1.0, (index - track.fade_from + 1) / (self.detect_every + 1))
         return FacePlacement(track.ident, box, FaceCrop.around(box, frame_height, frame_width),
-                             detected=track.ident in refresh, frame_index=index, owner=track, weight=weight)
+                             detected=track.ident in refresh, frame_index=index,
+                             weight=self._weight(track, index))
 
     def _crops(self, placements: list[list[FacePlacement]], lightness: torch.Tensor) -> None:
-        """Cut the crops of the faces detected in this batch (colorized by ``FaceBlender``)."""
+        """Cut and colorize the crops of the faces detected in this batch.
+
+        Here, beside decoding, rather than after the head: a crop needs only its
+        L and the face prior, and on a CPU the network thread is the longer one.
+        """
         due = [(i, placement) for i, frame in enumerate(placements) for placement in frame if placement.detected]
         if due:
             crops = crop_lightness(lightness, [placement.crop for _, placement in due], [i for i, _ in due])
-            for crop, (_, placement) in zip(crops, due):
-                placement.crop_lightness = crop
+            for colour, (_, placement) in zip(colorize_crops(self.colorizer, crops), due):
+                placement.crop_ab = colour
 
 
 class FaceBlender:
@@ -415,8 +425,7 @@ class FaceBlender:
     between, the colour is placed as it is at the track's current box.
     """
 
-    def __init__(self, colorizer: Colorizer, fade_frames: int = DETECT_EVERY):
-        self.colorizer = colorizer
+    def __init__(self, fade_frames: int = DETECT_EVERY):
         self.fade_frames = max(1, int(fade_frames))
         self.crop_ab: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}  # ident -> from, to, fade start
 
@@ -438,68 +447,19 @@ class FaceBlender:
         else:
             self.crop_ab[ident] = (current, fresh + CROP_MEMORY * (current - fresh), frame_index)
 
-    def _global_features(self, due: list[FacePlacement]) -> None:
-        """Give each crop to colorize its VGG16 features, computing them only where its track needs new ones.
-
-        Here, after the head, rather than beside decoding: on a CPU the decoding
-        thread (decode, L, the frames' VGG16, detection) is the longer one.
-        In frame order: a track's first crop needs features, unless it takes up
-        an ended track's, and then one every TRACK_GLOBAL_EVERY frames; every
-        other crop uses the features its track (or the track it revives) last got.
-        """
-        source: dict[int, int] = {}  # track ident -> index in due of the crop its features come from
-        stale = []
-        for k, placement in enumerate(due):
-            track = placement.owner
-            previous = track.revived_from
-            if track.ident not in source and track.global_vector is None and previous is not None:
-                if previous.ident in source:
-                    source[track.ident] = source[previous.ident]
-                elif previous.global_vector is not None:
-                    track.global_vector, track.global_frame = previous.global_vector, previous.global_frame
-            last = source.get(track.ident)
-            last_frame = due[last].frame_index if last is not None else track.global_frame
-            if (last is None and track.global_vector is None) or placement.frame_index - last_frame >= TRACK_GLOBAL_EVERY:
-                source[track.ident] = k
-                stale.append(k)
-        crops = torch.stack([due[k].crop_lightness for k in stale]) if stale else None
-        vectors = dict(zip(stale, crop_global_vectors(self.colorizer, crops))) if stale else {}
-        for k, placement in enumerate(due):
-            track = placement.owner
-            last = source.get(track.ident)
-            if k in vectors:
-                placement.global_vector = vectors[k]
-                track.global_vector, track.global_frame = vectors[k], placement.frame_index
-            elif last is not None and last < k:
-                placement.global_vector = due[last].global_vector
-            else:
-                placement.global_vector = track.global_vector
-        for placement in due:  # revived tracks keep the features, not the ended track
-            track = placement.owner
-            if track.global_vector is None and track.revived_from is not None:
-                track.global_vector, track.global_frame = placement.global_vector, placement.frame_index
-            track.revived_from = None
-
     @torch.no_grad()
     def blend(self, ab: torch.Tensor, placements: list[list[FacePlacement]], frame_height: int,
               frame_width: int) -> torch.Tensor:
         """a*b* (N, 2, h, w) at the render size -> with the faces blended in (a new tensor when any)."""
         if not any(placements):
             return ab
-        due = [placement for frame in placements for placement in frame if placement.crop_lightness is not None]
-        fresh = {}
-        if due:
-            self._global_features(due)
-            colours, _ = colorize_crops(self.colorizer, torch.stack([p.crop_lightness for p in due]),
-                                        torch.stack([p.global_vector for p in due]))
-            fresh = {id(placement): colour for placement, colour in zip(due, colours)}
         ab = ab.clone()
         alive = set()
         for index, frame in enumerate(placements):
             for placement in frame:
                 alive.add(placement.track)
-                if id(placement) in fresh:
-                    self._refresh(placement.track, fresh[id(placement)], placement.frame_index)
+                if placement.crop_ab is not None:
+                    self._refresh(placement.track, placement.crop_ab, placement.frame_index)
                 crop_ab = self._colour_at(placement.track, placement.frame_index)
                 if crop_ab is not None:
                     paste_crop_ab(ab[index], crop_ab, placement.crop, placement.box, frame_height, frame_width,
@@ -521,7 +481,7 @@ class FaceRefiner:
     def __init__(self, colorizer: Colorizer, detector: FaceDetector, debug_dir: str | Path | None = None):
         self.colorizer = colorizer
         self.tracker = FaceTracker(colorizer, detector)
-        self.blender = FaceBlender(colorizer, self.tracker.detect_every)
+        self.blender = FaceBlender(self.tracker.detect_every)
         self.debug_dir = Path(debug_dir) if debug_dir is not None else None
         if self.debug_dir is not None:
             self.debug_dir.mkdir(parents=True, exist_ok=True)

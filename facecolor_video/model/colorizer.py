@@ -30,7 +30,7 @@ from ..errors import WeightsError
 from ..media.planes import PlaneFormat, YuvPlanes
 from ..settings import FACE_MODES, default
 from . import weights as weights_registry
-from .backbone import GlobalFeatures, build_global_features
+from .backbone import GlobalFeatures, build_global_features, load_face_prior
 from .chroma import ChromaComposer, lightness_from_luma
 from .color import (
     _EPSILON,
@@ -171,6 +171,8 @@ class Colorizer:
             raise ValueError(f"faces must be one of {FACE_MODES}, got {faces!r}")
         # faces="auto": YuNet finds faces, each colorized from a crop of its own (film/faces.py)
         self.face_detector = load_face_detector().to(self.device) if faces == "auto" else None
+        # and its crop takes the face prior for global features: "a face", not the scene
+        self.face_prior = load_face_prior().to(self.device) if faces == "auto" else None
 
     # ------------------------------------------------------------------ steps
     def to_tensor(self, frames: list[np.ndarray] | np.ndarray) -> tuple[torch.Tensor, float]:

@@ -47,6 +47,14 @@ FACE_DETECTOR = WeightsFile(
     "YuNet-n face detector state dict (see weights/README.md)",
 )
 
+# The global features every face crop is colorized with: the mean over 2,048 UTKFace training
+# face crops (facecolor_video/training/face_prior.py)
+FACE_PRIOR = WeightsFile(
+    "face_prior-ddb5d33e.pt",
+    "ddb5d33e81900940816011dec8edf6f7548d689a80f7765b57f3c97f0f26b542",
+    "mean VGG16 global features of face crops (see weights/README.md)",
+)
+
 # Colorization heads, by the name users pass to --model.
 MODELS: dict[str, WeightsFile] = {
     "general": WeightsFile(
