@@ -16,7 +16,7 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     "batch_size": Setting(8, 1, 1024, "frames per batch through the network"),
     "render_size": Setting(128, 32, 8192, "short side, in pixels, at which a*b* is predicted (luminance stays full size)"),
-    "global_every": Setting(24, 1, 10000, "compute VGG16 global features every Nth frame (and at each scene cut)"),
+    "global_every": Setting(48, 1, 10000, "compute VGG16 global features every Nth frame (and at each scene cut)"),
     "threads": Setting(0, 0, 256, "torch intra-op threads while colorizing (0: auto, on a CPU one less than the cores)"),
     "smooth": Setting("window", help="temporal smoothing of a*b*: window, ema or none"),
     "smooth_radius": Setting(4, 0, 16, "frames on each side averaged by --smooth window"),
