@@ -287,6 +287,14 @@ def test_a_missed_face_fades_out_and_back_in_under_the_same_track(colorizers):
     assert all(not frame for frame in placements[20:])
 
 
+def test_a_tracked_face_is_colorized_again_only_every_recolour_interval(colorizers):
+    faces_on, _ = colorizers
+    tracker = face_stage.FaceTracker(faces_on, ScriptedDetector(lambda index: [(100, 100, 160, 180)]), detect_every=4)
+    placements = _plan(tracker, 60)
+    coloured = [index for index, frame in enumerate(placements) if frame[0].crop_ab is not None]
+    assert coloured == list(range(0, 60, face_stage.RECOLOUR_EVERY))
+
+
 def test_a_face_that_moved_further_than_its_box_keeps_its_track(colorizers):
     faces_on, _ = colorizers
 
@@ -307,7 +315,7 @@ def test_a_face_fades_to_its_new_colour_over_the_detection_interval(monkeypatch)
 
     def placement(index, refresh):  # the face's crop colour: 10 at first, 30 when seen again
         colour = torch.full((2, 128, 128), 10.0 if index == 0 else 30.0) if refresh else None
-        return face_stage.FacePlacement(7, box, crop, colour, detected=refresh, frame_index=index)
+        return face_stage.FacePlacement(7, box, crop, colour, recolour=refresh, frame_index=index)
 
     frames = [[placement(index, index in (0, 4))] for index in range(10)]
     ab = blender.blend(torch.zeros(10, 2, 60, 80), frames, 480, 640)

@@ -185,6 +185,12 @@ MISSES_ALLOWED = 1  # detections a track may miss (a face turned away) before it
 # hysteresis: a detection continues a track from this score, starts one only from the detector's
 CONTINUE_SCORE = 0.45
 CROP_MEMORY = 0.5  # weight of the previous crop a*b* when a track's crop is colorized again
+# A track's crop is colorized when it starts, then at the first detection at least this many
+# frames after the last time: a face's colour changes slowly, and each crop costs as much as
+# half a frame's head. A panning crowd of 3-4 faces at 640x480, recolouring every 12 / 24 / 48
+# frames: 0.78 / 0.80-0.82 / 0.87 of --faces off's speed, CIEDE2000 in the faces 9.8 / 10.1 /
+# 10.6 (off: 17.5)
+RECOLOUR_EVERY = 48
 MAX_TRACKS = 8  # faces refined per frame of a film, the largest first (a crowd costs at most this)
 
 
@@ -231,6 +237,7 @@ class Track:
     # detector misses for a while, never pops.
     fade_in_from: float | None = None
     fade_out_from: int | None = None
+    coloured_frame: int | None = None  # where its crop was last colorized
 
     def box_at(self, frame_index: int) -> torch.Tensor:
         elapsed = frame_index - self.last_frame
@@ -284,7 +291,7 @@ class FacePlacement:
     box: torch.Tensor
     crop: FaceCrop
     crop_ab: torch.Tensor | None = None
-    detected: bool = False
+    recolour: bool = False  # the crop is colorized again on this frame
     frame_index: int = 0
     weight: float = 1.0  # below 1 while the face's colour fades in or out
 
@@ -302,8 +309,9 @@ class FaceTracker:
     evenly. A track that misses a detection holds still and its colour starts
     to fade out, over ``(MISSES_ALLOWED + 1) * detect_every`` frames; seen
     again in time, it fades back in. A new face starts a track at the first
-    detection that sees it and fades in, unless the shot starts with it. Each
-    track's crop is colorized again at each of its detections.
+    detection that sees it and fades in, unless the shot starts with it. A
+    track's crop is colorized when it starts and again at its first detection
+    ``RECOLOUR_EVERY`` frames or more after the last.
     """
 
     def __init__(self, colorizer: Colorizer, detector: FaceDetector, detect_every: int = DETECT_EVERY):
@@ -337,14 +345,14 @@ class FaceTracker:
         for i, index in enumerate(frame_indices):
             if new_shot[i]:
                 self.tracks = []
-            refresh: set[int] = set()
+            recolour: set[int] = set()
             if i in detections:
                 self.found[index] = [face for face in detections[i] if face.score >= self.birth_score]
                 faces = [face for face in detections[i] if refinable(face, render_height, frame_height)]
                 faces = sorted(faces, key=lambda face: -face.height)[:MAX_TRACKS]
-                refresh = self._update(index, faces, shot_start=new_shot[i] or (i == 0 and first))
+                recolour = self._update(index, faces, shot_start=new_shot[i] or (i == 0 and first))
             self.tracks = [track for track in self.tracks if self._weight(track, index) > 0]
-            placements.append([self._place(track, index, refresh, frame_height, frame_width) for track in self.tracks])
+            placements.append([self._place(track, index, recolour, frame_height, frame_width) for track in self.tracks])
         self._crops(placements, lightness)
         return placements
 
@@ -352,7 +360,7 @@ class FaceTracker:
         return track.weight_at(index, self.detect_every, self.fade_out_frames)
 
     def _update(self, index: int, faces: list[Face], shot_start: bool) -> set[int]:
-        """Match one frame's detections to the tracks; returns the idents of the tracks detected now."""
+        """Match one frame's detections to the tracks; returns the idents of those whose crop to colorize now."""
         predicted = torch.stack([track.box_at(index) for track in self.tracks]) if self.tracks else torch.zeros(0, 4)
         found = torch.stack([face.box for face in faces]) if faces else torch.zeros(0, 4)
         overlap = box_iou(predicted, found)
@@ -393,22 +401,28 @@ class FaceTracker:
                                      detected_frame=index, fade_in_from=None if shot_start else index))
             self._next_ident += 1
         self.tracks = sorted(self.tracks, key=lambda track: -float(track.box[3] - track.box[1]))[:MAX_TRACKS]
-        return {track.ident for track in self.tracks if track.detected_frame == index and track.misses == 0}
+        recolour = set()
+        for track in self.tracks:
+            if track.detected_frame == index and track.misses == 0 and (
+                    track.coloured_frame is None or index - track.coloured_frame >= RECOLOUR_EVERY):
+                track.coloured_frame = index
+                recolour.add(track.ident)
+        return recolour
 
-    def _place(self, track: Track, index: int, refresh: set[int], frame_height: int,
+    def _place(self, track: Track, index: int, recolour: set[int], frame_height: int,
                frame_width: int) -> FacePlacement:
         box = track.box_at(index)
         return FacePlacement(track.ident, box, FaceCrop.around(box, frame_height, frame_width),
-                             detected=track.ident in refresh, frame_index=index,
+                             recolour=track.ident in recolour, frame_index=index,
                              weight=self._weight(track, index))
 
     def _crops(self, placements: list[list[FacePlacement]], lightness: torch.Tensor) -> None:
-        """Cut and colorize the crops of the faces detected in this batch.
+        """Cut and colorize the crops due in this batch.
 
         Here, beside decoding, rather than after the head: a crop needs only its
         L and the face prior, and on a CPU the network thread is the longer one.
         """
-        due = [(i, placement) for i, frame in enumerate(placements) for placement in frame if placement.detected]
+        due = [(i, placement) for i, frame in enumerate(placements) for placement in frame if placement.recolour]
         if due:
             crops = crop_lightness(lightness, [placement.crop for _, placement in due], [i for i, _ in due])
             for colour, (_, placement) in zip(colorize_crops(self.colorizer, crops), due):
