@@ -96,7 +96,8 @@ def _reference_options(function):
                           "picture matches it; shots unlike it keep the automatic colours"),
         click.option("--references", metavar="FILE",
                      help="a text file of 'timecode image' lines (seconds, MM:SS or HH:MM:SS): each reference "
-                          "applies from its timecode on"),
+                          "applies from its timecode on; with '*' for the timecode, each shot takes the nearest "
+                          "such reference"),
         click.option("--reference-all-shots", is_flag=True,
                      help="apply the reference to every shot, also to those that do not resemble it"),
     ]):

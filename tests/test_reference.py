@@ -107,6 +107,29 @@ def test_references_apply_from_their_timecodes(colorizer):
     assert [matcher.active(t) for t in (0.0, 0.5, 1.9, 2.0, 99.0)] == [None, 0, 0, 1, 1]
 
 
+def test_each_shot_takes_the_nearest_untimed_reference(colorizer):
+    first = _pan(_colour_picture(8), 5)
+    second = _pan(_rings(), 5, first=5)
+    rings_in_colour = np.ascontiguousarray(_rings()[:SIZE[0], :SIZE[1]] * np.array([1.0, 0.45, 0.2])).astype(np.uint8)
+    frames = first + second
+    matcher = ReferenceColorizer.from_images(colorizer, [(None, rings_in_colour), (None, first[0].rgb)])
+    lone = {name: ReferenceColorizer.from_images(colorizer, [(0.0, image)], all_shots=True)
+            for name, image in (("blocks", first[0].rgb), ("rings", rings_in_colour))}
+    guided = _run(colorizer, frames, matcher)
+    # each shot is coloured as if its own reference had been the only one
+    alone_blocks, alone_rings = _run(colorizer, frames, lone["blocks"]), _run(colorizer, frames, lone["rings"])
+    assert all(np.array_equal(guided[t], alone_blocks[t]) for t in range(1, 4))
+    assert all(np.array_equal(guided[t], alone_rings[t]) for t in range(6, 9))
+    assert not np.array_equal(alone_blocks[7], alone_rings[7])  # the choice mattered (the test can fail)
+
+
+def test_untimed_references_in_a_file(tmp_path):
+    Image.fromarray(_colour_picture(6)).save(tmp_path / "a.png")
+    (tmp_path / "refs.txt").write_text("* a.png\n1:00 a.png\n*   a.png\n")
+    assert read_references_file(tmp_path / "refs.txt") == [(60.0, tmp_path / "a.png"), (None, tmp_path / "a.png"),
+                                                           (None, tmp_path / "a.png")]
+
+
 def test_timecodes():
     assert parse_timecode("12.5") == 12.5
     assert parse_timecode("01:02.5") == 62.5

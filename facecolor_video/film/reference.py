@@ -23,7 +23,11 @@ weight depends on the frame alone (its settled global vector and its time), so
 a segment decoded from a seek gets the same colours as a run from the start.
 
 A references file has lines ``timecode image``; each reference applies from
-its timecode (seconds, ``MM:SS`` or ``HH:MM:SS``, fractions allowed) on.
+its timecode (seconds, ``MM:SS`` or ``HH:MM:SS``, fractions allowed) on. A line
+``* image`` places a reference nowhere in time: each frame then takes, of these
+and the timed reference in force, the one whose global features are nearest
+its own (the shot's slowly changing vector, so a shot keeps its choice), still
+subject to the shot weight. Stills of several scenes need no timecodes.
 """
 
 from __future__ import annotations
@@ -62,9 +66,12 @@ CELL = 4
 ROWS_PER_STEP = 2048
 
 
+ANY_TIME = "*"  # the timecode of a reference that any shot may take
+
+
 @dataclass
 class _Reference:
-    start: float  # seconds from the film's start
+    start: float | None  # seconds from the film's start; None: any shot, the nearest by global features
     path: str
     features: torch.Tensor  # (C, Q) normalized
     patches: torch.Tensor  # (Q, 2 * CELL * CELL): the reference's a*b*, one 4x4 patch per position
@@ -74,7 +81,7 @@ class _Reference:
 class ReferenceColorizer:
     """Blends reference colours into predicted a*b*, frame by frame.
 
-    references: (start seconds, RGB image (H, W, 3) uint8/uint16, name) in any order.
+    references: (start seconds or None for any shot, RGB image (H, W, 3) uint8/uint16, name) in any order.
     start_time: the film's start time in seconds (frame times count from it).
     """
 
@@ -91,9 +98,12 @@ class ReferenceColorizer:
         backbone = colorizer.global_features
         self._layers = backbone.features[:FEATURE_LAYERS]
         self._mean, self._std = backbone.mean, backbone.std
-        self.references = sorted((self._analyze(start, image, name) for start, image, name in references),
+        analyzed = [self._analyze(start, image, name) for start, image, name in references]
+        # the timed references in time order (``active`` bisects their starts), then the untimed ones
+        self.references = sorted((reference for reference in analyzed if reference.start is not None),
                                  key=lambda reference: reference.start)
         self._starts = [reference.start for reference in self.references]
+        self.references += [reference for reference in analyzed if reference.start is None]
 
     @classmethod
     def from_images(cls, colorizer, images: Sequence[tuple[float, np.ndarray]], **settings) -> ReferenceColorizer:
@@ -110,7 +120,7 @@ class ReferenceColorizer:
         return F.normalize(features.float(), dim=1)
 
     @torch.no_grad()
-    def _analyze(self, start: float, image: np.ndarray, name: str) -> _Reference:
+    def _analyze(self, start: float | None, image: np.ndarray, name: str) -> _Reference:
         prepared = self.colorizer.prepare([image])
         small_lightness = prepared.small_lightness
         rgb, _ = self.colorizer.to_tensor([image])
@@ -119,19 +129,32 @@ class ReferenceColorizer:
         features = self._features(small_lightness)[0].flatten(1)
         patches = F.unfold(ab, kernel_size=CELL, stride=CELL)[0].T.contiguous()
         global_vector = self.colorizer.global_vectors(small_lightness, [True])[0].float()
-        return _Reference(float(start), name, features, patches, global_vector)
+        return _Reference(None if start is None else float(start), name, features, patches, global_vector)
 
     def active(self, seconds: float | None) -> int | None:
-        """Index of the reference that applies at this time (the last one started), None before the first."""
+        """Index of the timed reference that applies at this time (the last one started), None before the first."""
+        if not self._starts:
+            return None
         if seconds is None:
-            return 0 if self.references else None
+            return 0
         index = bisect.bisect_right(self._starts, seconds + 1e-9) - 1
         return index if index >= 0 else None
+
+    def similarity(self, global_vector: torch.Tensor, reference: _Reference) -> float:
+        return float(F.cosine_similarity(global_vector.float(), reference.global_vector, dim=0))
+
+    def choose(self, seconds: float | None, global_vector: torch.Tensor) -> int | None:
+        """The reference a frame takes: of the timed one in force and the untimed ones, the nearest in global features."""
+        timed = self.active(seconds)
+        candidates = ([] if timed is None else [timed]) + list(range(len(self._starts), len(self.references)))
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
+        return max(candidates, key=lambda index: self.similarity(global_vector, self.references[index]))
 
     def shot_weight(self, global_vector: torch.Tensor, reference: _Reference) -> float:
         if self.all_shots:
             return 1.0
-        similarity = float(F.cosine_similarity(global_vector.float(), reference.global_vector, dim=0))
+        similarity = self.similarity(global_vector, reference)
         return min(1.0, max(0.0, (similarity - self.shot_floor) / (self.shot_full - self.shot_floor)))
 
     # ------------------------------------------------------------ blending
@@ -142,7 +165,7 @@ class ReferenceColorizer:
         chosen = []
         for index, frame in enumerate(frames):
             time = getattr(frame, "time", None)
-            active = self.active(None if time is None else float(time) - self.start_time)
+            active = self.choose(None if time is None else float(time) - self.start_time, global_vectors[index])
             if active is None:
                 continue
             weight = self.shot_weight(global_vectors[index], self.references[active])
@@ -197,8 +220,10 @@ def parse_timecode(text: str) -> float:
     return seconds * 60 + last if len(parts) > 1 else last
 
 
-def read_references_file(path: str | Path) -> list[tuple[float, Path]]:
+def read_references_file(path: str | Path) -> list[tuple[float | None, Path]]:
     """Lines ``timecode image`` (blank lines and ``#`` comments ignored) -> (seconds, image path), by time.
+
+    A ``*`` timecode gives None: a reference any shot may take (they come last).
 
     Relative image paths are taken from the file's folder. Any problem raises
     ``InputError`` naming the file and the line.
@@ -208,7 +233,7 @@ def read_references_file(path: str | Path) -> list[tuple[float, Path]]:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read the references file ({getattr(error, 'strerror', None) or error})") from None
-    entries: list[tuple[float, Path]] = []
+    entries: list[tuple[float | None, Path]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -217,19 +242,20 @@ def read_references_file(path: str | Path) -> list[tuple[float, Path]]:
         if len(fields) != 2:
             raise InputError(f"{path}:{number}: expected 'timecode image', got {line!r}")
         try:
-            seconds = parse_timecode(fields[0])
+            seconds = None if fields[0] == ANY_TIME else parse_timecode(fields[0])
         except ValueError:
-            raise InputError(f"{path}:{number}: {fields[0]!r} is not a timecode (seconds, MM:SS or HH:MM:SS)") from None
+            raise InputError(f"{path}:{number}: {fields[0]!r} is not a timecode (seconds, MM:SS or HH:MM:SS, "
+                             f"or {ANY_TIME} for any shot)") from None
         image = Path(fields[1]).expanduser()
         image = image if image.is_absolute() else path.parent / image
         if not image.is_file():
             raise InputError(f"{path}:{number}: {image}: no such image")
-        if any(seconds == earlier for earlier, _ in entries):
+        if seconds is not None and any(seconds == earlier for earlier, _ in entries):
             raise InputError(f"{path}:{number}: a second reference at {fields[0]}")
         entries.append((seconds, image))
     if not entries:
         raise InputError(f"{path}: no references in the file (lines of 'timecode image')")
-    return sorted(entries, key=lambda entry: entry[0])
+    return sorted(entries, key=lambda entry: math.inf if entry[0] is None else entry[0])
 
 
 def read_reference_image(path: str | Path) -> np.ndarray:
@@ -248,7 +274,7 @@ def read_reference_image(path: str | Path) -> np.ndarray:
     raise InputError(f"{path}: the reference holds no picture")
 
 
-def reference_images(reference: str | Path | None, references: str | Path | None) -> list[tuple[float, Path]]:
+def reference_images(reference: str | Path | None, references: str | Path | None) -> list[tuple[float | None, Path]]:
     """(start seconds, path) of the references asked for; checks the files but reads no picture."""
     if reference is not None and references is not None:
         raise InputError("give --reference or --references, not both")
