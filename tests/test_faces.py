@@ -273,7 +273,7 @@ def test_a_missed_face_fades_out_and_back_in_under_the_same_track(colorizers):
     def script(index):  # one face, missed by the detection at frame 4, found again at 8; gone from 12
         return [] if index == 4 or index >= 12 else [(100, 100, 160, 180)]
 
-    placements = _plan(face_stage.FaceTracker(faces_on, ScriptedDetector(script), detect_every=4), 28)
+    placements = _plan(face_stage.FaceTracker(faces_on, ScriptedDetector(script), detect_every=4), 28, batch=4)
     weights = [frame[0].weight if frame else 0.0 for frame in placements]
     # fading out over two detection intervals from the miss at 4, back in from 8 where it was
     assert weights[:4] == [1.0] * 4
@@ -285,6 +285,15 @@ def test_a_missed_face_fades_out_and_back_in_under_the_same_track(colorizers):
     # gone from 12: fades out over eight frames, then its track ends
     assert weights[12:21] == pytest.approx([1 - n / 8 for n in range(8)] + [0.0])
     assert all(not frame for frame in placements[20:])
+
+
+def test_detection_runs_half_as_often_while_no_face_is_tracked(colorizers):
+    faces_on, _ = colorizers
+    detector = ScriptedDetector(lambda index: [(100, 100, 160, 180)] if 40 <= index < 60 else [])
+    _plan(face_stage.FaceTracker(faces_on, detector, detect_every=4), 96, batch=4)
+    # every 8th frame without faces; every 4th from the detection that found one (at 40) until its
+    # track has faded out (two intervals after the miss at 60), then every 8th again
+    assert detector.calls == [0, 8, 16, 24, 32, 40, 44, 48, 52, 56, 60, 64, 68, 72, 80, 88]
 
 
 def test_a_tracked_face_is_colorized_again_only_every_recolour_interval(colorizers):

@@ -299,8 +299,8 @@ class FacePlacement:
 class FaceTracker:
     """Where the faces are in each frame of a film; runs beside decoding (``FrameColorizer.prepare``).
 
-    Detection runs on frames whose index is a multiple of ``detect_every`` and
-    on the first frame of every shot (a schedule fixed by position, as for the
+    Detection runs on frames whose index is a multiple of ``detect_every`` (or of
+    twice that while no face is tracked) and on the first frame of every shot (a schedule fixed by position, as for the
     global features, so a segment decoded from a seek finds the same faces).
     Between detections each track's box moves with its smoothed velocity. A
     detection continues the track it overlaps most (IoU), or else one within
@@ -334,9 +334,13 @@ class FaceTracker:
              render_height: int) -> list[list[FacePlacement]]:
         """For each frame of a batch (full-resolution L (N, 1, H, W)), where its faces are."""
         frame_height, frame_width = lightness.shape[-2:]
-        # also on the first frame of a stream, so a segment that starts between detections finds its faces
+        # Every detect_every frames while the shot has faces, every second time while it has none
+        # (most footage has no face most of the time: detection is then half the face stage's cost);
+        # at every cut, and on the first frame of a stream, so a segment that starts between
+        # detections finds its faces. The schedule stays fixed by position.
+        interval = self.detect_every if self.tracks else 2 * self.detect_every
         detect_at = [i for i, (index, cut) in enumerate(zip(frame_indices, new_shot))
-                     if cut or index % self.detect_every == 0 or (i == 0 and self._first)]
+                     if cut or index % interval == 0 or (i == 0 and self._first)]
         first, self._first = self._first, False
         # weaker faces too, for tracks to continue through them
         weakest = min(self.birth_score, CONTINUE_SCORE)
