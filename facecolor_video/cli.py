@@ -107,9 +107,10 @@ def _reference_options(function):
 
 def _check_references(reference, references) -> None:
     """Fail before any work when a reference or the references file is unusable (one line naming the file)."""
-    from .film.reference import reference_images
+    from .film.reference import read_reference_image, reference_images
 
-    reference_images(reference, references)
+    for _, image in reference_images(reference, references):
+        read_reference_image(image)
 
 
 def _make_colorizer(model, device, precision, render_size, global_every, chroma_gain, faces):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from facecolor_video.cli import execute
@@ -16,11 +17,14 @@ from facecolor_video.film.pipeline import (
     colorize_file,
 )
 from facecolor_video.film.reference import (
+    LOOK_GAIN_MAX,
     ReferenceColorizer,
     parse_timecode,
+    fit_look,
     read_references_file,
 )
 from facecolor_video.media.video import VideoFrame
+from facecolor_video.model.color import rgb_to_lab
 from facecolor_video.model.colorizer import Colorizer
 from facecolor_video.scale.films import colorize_segmented
 from facecolor_video.training.evaluate import to_gray_rgb
@@ -85,20 +89,63 @@ def test_library_colorize_takes_a_reference(colorizer):
     assert _psnr(picture, colorizer.colorize(gray, reference=picture)[0]) > _psnr(picture, colorizer.colorize(gray)[0]) + 3
 
 
-def test_reference_does_not_cross_a_cut(colorizer):
+def test_reference_colours_do_not_cross_a_cut(colorizer):
     first = _pan(_colour_picture(2), 5)
     second = _pan(_rings(), 5, first=5)
     reference = ReferenceColorizer.from_images(colorizer, [(0.0, first[0].rgb)])
-    automatic = _run(colorizer, first + second, smooth="window")
+    # the same reference's look alone: its colours are never warped into any shot
+    look_only = ReferenceColorizer.from_images(colorizer, [(0.0, first[0].rgb)], shot_floor=2.0, shot_full=3.0)
     guided = _run(colorizer, first + second, reference, smooth="window")
-    # the first shot takes the reference, the unrelated shot after the cut keeps its automatic colours
-    assert not np.array_equal(guided[0], automatic[0])
+    looked = _run(colorizer, first + second, look_only, smooth="window")
+    # the first shot takes the reference's colours, the unrelated shot after the cut only its look
+    assert not np.array_equal(guided[0], looked[0])
     for t in range(5, 10):
-        assert np.array_equal(guided[t], automatic[t]), t
-    # unless asked to: then the second shot changes too (the test can fail)
+        assert np.array_equal(guided[t], looked[t]), t
+    # unless asked to: then the second shot takes its colours too (the test can fail)
     everywhere = ReferenceColorizer.from_images(colorizer, [(0.0, first[0].rgb)], all_shots=True)
     forced = _run(colorizer, first + second, everywhere, smooth="window")
-    assert not np.array_equal(forced[7], automatic[7])
+    assert not np.array_equal(forced[7], looked[7])
+
+
+def test_fit_look_recovers_gain_and_offset():
+    rng = np.random.default_rng(0)
+    predicted = torch.from_numpy(rng.normal(0, 20, (2, 16, 16))).float()
+    gain, offset = fit_look(predicted, 0.4 * predicted + torch.tensor([3.0, -5.0]).view(2, 1, 1))
+    assert gain == pytest.approx(0.4, abs=1e-4) and offset.tolist() == pytest.approx([3.0, -5.0], abs=1e-3)
+    # colours opposite to the truth: no gain below 0, the truth's mean cast remains
+    gain, offset = fit_look(predicted, -predicted + 7.0)
+    assert gain == 0.0 and offset.tolist() == pytest.approx((7.0 - predicted.mean(dim=(1, 2))).tolist(), abs=1e-3)
+    # never more than LOOK_GAIN_MAX
+    assert fit_look(predicted, 3 * predicted)[0] == pytest.approx(LOOK_GAIN_MAX)
+
+
+def test_the_look_carries_the_reference_cast_into_other_shots(colorizer):
+    first = _pan(_colour_picture(2), 5)
+    second = _pan(_rings(), 5, first=5)
+    # the same picture with a strong blue cast (b* down): every shot turns bluer than without it
+    tinted = np.clip(first[0].rgb * np.array([0.7, 0.8, 1.0]) + np.array([0, 0, 50]), 0, 255).astype(np.uint8)
+    automatic = _run(colorizer, first + second)
+    plain = _run(colorizer, first + second, ReferenceColorizer.from_images(colorizer, [(0.0, first[0].rgb)]))
+    blue = _run(colorizer, first + second, ReferenceColorizer.from_images(colorizer, [(0.0, tinted)]))
+
+    def mean_b(frames):
+        return float(rgb_to_lab(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255)[:, 2].mean())
+
+    assert mean_b(blue[5:]) < mean_b(plain[5:]) - 5
+    assert mean_b(blue[5:]) < mean_b(automatic[5:]) - 5
+
+
+def test_black_and_white_reference_is_refused(tmp_path, capsys, colorizer):
+    still = tmp_path / "still.png"
+    Image.fromarray(to_gray_rgb(_colour_picture(5))).save(still)
+    with pytest.raises(InputError, match="black and white"):
+        ReferenceColorizer.from_images(colorizer, [(0.0, to_gray_rgb(_colour_picture(5)))])
+    source = make_video(tmp_path / "in.mp4", n_frames=2, audio_streams=0)
+    output = tmp_path / "out.mp4"
+    assert execute(["colorize", str(source), str(output), "--reference", str(still)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(still) in err[0] and "black and white" in err[0]
+    assert not output.exists()
 
 
 def test_references_apply_from_their_timecodes(colorizer):
