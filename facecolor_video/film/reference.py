@@ -187,7 +187,7 @@ class ReferenceColorizer:
               global_vectors: torch.Tensor) -> torch.Tensor:
         """Predicted a*b* (N, 2, h, w) -> a*b* with the active reference's look and colours blended in."""
         out = ab.clone()
-        chosen = []
+        rows, actives, weights = [], [], []
         for index, frame in enumerate(frames):
             time = getattr(frame, "time", None)
             active = self.choose(None if time is None else float(time) - self.start_time, global_vectors[index])
@@ -197,14 +197,25 @@ class ReferenceColorizer:
             out[index] = ab[index] * reference.look_gain + reference.look_offset.view(2, 1, 1)
             weight = self.shot_weight(global_vectors[index], reference)
             if weight > 0:
-                chosen.append((index, active, weight))
-        if not chosen:
-            return out
-        features = self._features(small_lightness[[index for index, _, _ in chosen]])
-        for row, (index, active, weight) in enumerate(chosen):
-            warped, confidence = self._warp(features[row], self.references[active], ab.shape[-2:])
-            out[index] += weight * confidence * (warped - out[index])
+                rows.append(index)
+                actives.append(active)
+                weights.append(weight)
+        if rows:
+            # the conv3_3 pass and the match cost about as much as the head: split across the cores like it
+            out[rows] = self.colorizer.in_parts(self._warp_in, small_lightness[rows], out[rows],
+                                                torch.tensor(actives), torch.tensor(weights))
         return out
+
+    @torch.no_grad()
+    def _warp_in(self, small_lightness: torch.Tensor, ab: torch.Tensor, actives: torch.Tensor,
+                 weights: torch.Tensor) -> torch.Tensor:
+        """Frames' L and a*b* -> a*b* with each frame's reference warped in, by its weight times the match confidence."""
+        features = self._features(small_lightness)
+        blended = ab.clone()
+        for row in range(ab.shape[0]):
+            warped, confidence = self._warp(features[row], self.references[int(actives[row])], ab.shape[-2:])
+            blended[row] += float(weights[row]) * confidence * (warped - ab[row])
+        return blended
 
     def _warp(self, features: torch.Tensor, reference: _Reference, size) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame's features (C, h/4, w/4) -> the reference's a*b* warped (2, h, w) and the match confidence (1, h, w)."""
