@@ -204,6 +204,19 @@ def test_uncertainty_head_starts_from_a_plain_head_with_the_same_colours(tmp_pat
     assert torch.allclose(log_variance, torch.full_like(log_variance, -4.5), atol=1e-5)
 
 
+def test_the_variance_loss_leaves_the_colour_layers_alone():
+    # its gradient reaches the variance's own weights, never the layers the colour is made of
+    torch.manual_seed(0)
+    head = ColorizationNet(uncertainty=True)
+    _, log_variance = head(torch.rand(2, 1, 16, 24) * 100, torch.rand(2, 512), raw=True)
+    log_variance.exp().mean().backward()
+    last = head.decoder.layers[-2]
+    assert last.weight.grad[2].abs().sum() > 0 and last.weight.grad[:2].abs().sum() == 0
+    own = f"decoder.layers.{len(head.decoder.layers) - 2}."
+    shared = [p for name, p in head.named_parameters() if not name.startswith(own)]
+    assert shared and all(p.grad is None or p.grad.abs().sum() == 0 for p in shared)
+
+
 def test_uncertainty_strength_is_chosen_after_training(tmp_path):
     from facecolor_video.model.colorizer import load_head
     from facecolor_video.training.train import with_uncertainty_strength

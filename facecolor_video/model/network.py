@@ -101,10 +101,16 @@ class Decoder(nn.Module):
 
     def forward(self, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(a*b* / AB_SCALE, log-variance of a*b* / AB_SCALE or None)."""
-        x = self.layers[:-1](fused)  # everything but the last upsampling
-        out = self.layers[-1](x)
-        ab = torch.tanh(out[:, :2])
-        return ab, (out[:, 2:] if out.shape[1] > 2 else None)
+        features = self.layers[:-2](fused)
+        last, upsample = self.layers[-2], self.layers[-1]
+        ab = torch.tanh(upsample(F.conv2d(features, last.weight[:2], last.bias[:2], padding=1)))
+        if last.out_channels == 2:
+            return ab, None
+        # The variance reads features it cannot change: its loss would otherwise pull the shared
+        # layers away from the colour (measured, fine-tuning the shipped head at lr 1e-4: in 80
+        # steps the colourfulness doubled and people lost 8 dB).
+        log_variance = upsample(F.conv2d(features.detach(), last.weight[2:], last.bias[2:], padding=1))
+        return ab, log_variance
 
 
 class ColorizationNet(nn.Module):
