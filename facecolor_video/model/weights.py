@@ -58,10 +58,10 @@ FACE_PRIOR = WeightsFile(
 # Colorization heads, by the name users pass to --model.
 MODELS: dict[str, WeightsFile] = {
     "general": WeightsFile(
-        "colorizer_general-29b9aec2.pt",
-        "29b9aec255f6471f35b02799078783f77cbd6f6ef1b4eb77b174db02efe2287b",
-        "colorization head trained on faces, people in context and scenes (see weights/README.md)",
-        chroma_gain=1.03,
+        "colorizer_general-35322f7c.pt",
+        "35322f7cbb7721a759176db4732c149ea9bf0fe2e8c1fd98ad6f3b7ceb45f4af",
+        "colorization head trained on faces, people in context, portraits, objects and scenes; unsure colours "
+        "fade to gray (see weights/README.md)",
     ),
 }
 DEFAULT_MODEL = "general"

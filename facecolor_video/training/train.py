@@ -277,7 +277,10 @@ def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
         wanted = "with" if config.batch_norm else "without"
         raise InputError(f"{config.init}: this head was trained {'with' if start.config['batch_norm'] else 'without'} "
                          f"batch norm; --init cannot start a network {wanted} it from it")
-    head = ColorizationNet(start.config["global_channels"], config.dropout, config.batch_norm, config.uncertainty)
+    # a head that fades unsure colours keeps doing so, at its strength: fine-tuning adapts what the model does
+    head = ColorizationNet(start.config["global_channels"], config.dropout, config.batch_norm,
+                           config.uncertainty or start.uncertainty,
+                           start.uncertainty_strength if start.uncertainty else 1.0)
     state = start.state_dict()
     if config.uncertainty and not start.uncertainty:
         # the colour channels start as they were; the variance channel starts flat at a typical error
@@ -289,9 +292,6 @@ def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
                 if key.endswith("bias"):
                     grown[2] = INITIAL_LOG_VARIANCE
                 state[key] = grown
-    elif start.uncertainty and not config.uncertainty:
-        state = {key: value[:2] if head.state_dict()[key].shape[0] == 2 and value.shape[0] == 3 else value
-                 for key, value in state.items()}
     head.load_state_dict(state)
     return head
 
