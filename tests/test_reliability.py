@@ -444,7 +444,10 @@ def test_sigint_and_sigterm_leave_nothing(tmp_path):
         folder.mkdir()
         command = [sys.executable, "-m", "facecolor_video", "colorize", str(source), str(folder / "out.mp4"),
                    "--quiet", "--device", "cpu", "--render-size", "64"]
-        runs[sent] = (folder, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))
+        # a shell starts background jobs with SIGINT ignored, and children inherit that: give the run
+        # the disposition a terminal user's command has
+        runs[sent] = (folder, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)))
     try:
         pending = dict(runs)
         deadline = time.monotonic() + 240
