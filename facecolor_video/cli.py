@@ -203,6 +203,11 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, fac
 @click.option("--uncertainty", is_flag=True, help="also predict a*b*'s variance, and fade unsure colours to gray")
 @click.option("--lightness-jitter", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="spread of a random gamma/contrast curve on the L the network sees (0: off)")
+@click.option("--cache-global-features", is_flag=True,
+              help="VGG16's global features once per whole image (kept in the run folder), not per crop: "
+              "about 4x faster on a CPU")
+@click.option("--images-per-source", type=click.IntRange(1),
+              help="use at most this many (evenly spaced) images of each data source")
 @click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)
 @click.option("--lr-decay-minutes", type=click.FloatRange(0, min_open=True),
               help="cosine decay over this much training time (across --resume) instead of over all epochs")

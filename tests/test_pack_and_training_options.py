@@ -286,12 +286,50 @@ def test_each_option_trains_a_step_from_a_pack(packed, tmp_path, options, small_
         assert trainer.prior is not None and trainer.prior.weights.max() > trainer.prior.weights[trainer.prior.weights > 0].min()
 
 
+class CountingFeatures(PooledLightness):
+    """PooledLightness that counts the images it has seen."""
+
+    def __init__(self):
+        super().__init__()
+        self.images_seen = 0
+
+    def forward(self, lightness):
+        self.images_seen += lightness.shape[0]
+        return super().forward(lightness)
+
+
+def test_cached_global_features_come_from_whole_images_once(packed, tmp_path, monkeypatch):
+    from facecolor_video.training import train as train_module
+
+    counting = CountingFeatures()
+    monkeypatch.setattr(train_module, "build_global_features", lambda *args, **kwargs: counting)
+    config = TrainConfig(data=[str(packed)], epochs=1, batch_size=4, crop_size=16, workers=0, device="cpu",
+                         precision="fp32", cache_global_features=True, images_per_source=2)
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    assert max(len(items) for items in trainer.sources.values()) == 2
+    assert min(len(items) for items in trainer.sources.values()) == 1  # imagenet_sample has one image
+    images = len(trainer.train_paths)
+    assert counting.images_seen == images
+    # a row is the vector of its whole image at VGG16's input size, not of a crop
+    whole = train_module.lab_batch(train_module.load_uint8(trainer.train_paths[3])[None])[0]
+    expected = PooledLightness()(torch.nn.functional.interpolate(
+        whole, size=(224, 224), mode="bilinear", align_corners=False, antialias=True))[0]
+    assert torch.allclose(trainer.dataset.global_vectors[3].float(), expected, atol=2e-3)
+    crops, vectors = next(iter(trainer._loader()))
+    assert crops.shape == (4, 3, 16, 16) and vectors.shape == (4, 512)
+    assert np.isfinite(trainer.train_step([crops, vectors]))
+    assert counting.images_seen == images  # the step read the cache: VGG16 did not run
+    again = Trainer(config, tmp_path / "run", progress=False)  # a resumed run finds the cache
+    assert counting.images_seen == images
+    assert torch.equal(again.dataset.global_vectors, trainer.dataset.global_vectors)
+
+
 def test_train_from_a_pack_on_the_command_line_then_resume(packed, tmp_path, small_backbone):
     run_dir = tmp_path / "run"
     args = ["train", "--data", str(packed), "--val", str(packed), "-o", str(run_dir), "--epochs", "1",
             "--epoch-size", "8", "--batch-size", "4", "--crop-size", "32", "--workers", "0", "--quiet",
             "--init", "none", "--loss", "rebalanced", "--uncertainty", "--mix", "utkface=1,clothing=1",
-            "--device", "cpu", "--precision", "fp32"]
+            "--device", "cpu", "--precision", "fp32", "--cache-global-features", "--images-per-source", "3"]
     assert execute(args) == 0
     log = (run_dir / "log.csv").read_text().splitlines()
     assert "val_plain_backdrops_psnr" in log[0] and "learning_rate" in log[0]
@@ -300,6 +338,7 @@ def test_train_from_a_pack_on_the_command_line_then_resume(packed, tmp_path, sma
     assert len(rows) == 3  # header and two epochs
     metadata = torch.load(run_dir / "head.pt", weights_only=True)["metadata"]
     assert metadata["options"]["loss"] == "rebalanced" and metadata["steps"] == 4
+    assert metadata["options"]["cache_global_features"] and metadata["sources"]["utkface"] == 3
 
 
 def test_pack_command_refuses_to_overwrite(packed, data_root, capsys):

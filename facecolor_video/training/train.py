@@ -45,7 +45,7 @@ from torchvision.transforms import v2 as transforms
 
 from ..devices import autocast_dtype, resolve_device
 from ..errors import InputError
-from ..model.backbone import build_global_features
+from ..model.backbone import INPUT_SIZE, build_global_features
 from ..model.color import lab_to_rgb, rgb_to_lab
 from ..model.network import AB_SCALE, ColorizationNet
 from . import pack as packs
@@ -87,6 +87,11 @@ class TrainConfig:
     uncertainty: bool = False  # predict a*b*'s variance too, and fade unsure colours to gray
     uncertainty_weight: float = 0.1  # weight of the variance's loss next to the colour loss
     lightness_jitter: float = 0.0  # 0: off; else the spread of a random gamma/contrast of the L input
+    # VGG16's global vector of each whole image, computed once and kept in the run folder, instead of
+    # one per crop: on a CPU the frozen VGG16 is three quarters of a step, so this trains about 4x faster,
+    # and a film's frames are seen whole too
+    cache_global_features: bool = False
+    images_per_source: int | None = None  # at most this many (evenly spaced) images of each source
     lr_schedule: str = "cosine"  # "cosine" (decay to min_lr_fraction) or "constant"
     # cosine over this many minutes of training (across resumed runs); None: over all epochs' steps
     lr_decay_minutes: float | None = None
@@ -103,11 +108,15 @@ def load_uint8(item: Path | packs.PackedImage) -> torch.Tensor:
 
 
 class ImageFolders(Dataset):
-    """Image files or packed images, as augmented uint8 crops (3, S, S)."""
+    """Image files or packed images, as augmented uint8 crops (3, S, S).
+
+    With ``global_vectors`` (one row per image) an item is (crop, its image's global vector).
+    """
 
     def __init__(self, paths: list[Path | packs.PackedImage], crop_size: int, min_scale: float,
-                 augment: bool = True):
+                 augment: bool = True, global_vectors: torch.Tensor | None = None):
         self.paths = paths
+        self.global_vectors = global_vectors
         if augment:
             self.transform = transforms.Compose([
                 transforms.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), antialias=True),
@@ -122,8 +131,68 @@ class ImageFolders(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.transform(load_uint8(self.paths[index]))
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        crop = self.transform(load_uint8(self.paths[index]))
+        if self.global_vectors is None:
+            return crop
+        return crop, self.global_vectors[index]
+
+
+def evenly_spaced(items: list, limit: int | None) -> list:
+    """At most ``limit`` items spread evenly over the list (all of them when it is shorter)."""
+    if limit is None or len(items) <= limit:
+        return items
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
+GLOBAL_FEATURES_NAME = "global_features.pt"
+_FEATURES_SAVE_EVERY = 256  # images between saves: a killed run loses at most this much work
+
+
+def _image_key(item: Path | packs.PackedImage) -> str:
+    if isinstance(item, packs.PackedImage):
+        return f"{Path(item.shard).name}:{item.offset}:{item.length}"
+    return str(Path(item).resolve())
+
+
+@torch.no_grad()
+def whole_image_global_features(images: list, global_features: torch.nn.Module, cache_path: Path,
+                                device: torch.device, autocast, progress: bool = True) -> torch.Tensor:
+    """(N, C) float16: the global vector of each whole image, as a film's frame gets it.
+
+    Computed once per image and kept in ``cache_path`` (saved as it grows, so
+    an interrupted run resumes where it stopped).
+    """
+    from tqdm import tqdm
+
+    cache = torch.load(cache_path, weights_only=True) if cache_path.is_file() else {"keys": [], "vectors": []}
+    known = dict(zip(cache["keys"], cache["vectors"]))
+    keys = [_image_key(item) for item in images]
+    missing = [index for index, key in enumerate(keys) if key not in known]
+
+    def save():
+        temporary = cache_path.with_suffix(".tmp")
+        torch.save({"keys": list(known), "vectors": torch.stack(list(known.values()))}, temporary)
+        temporary.replace(cache_path)
+
+    bar = tqdm(total=len(missing), desc="global features of whole images", unit="image",
+               disable=not progress or not missing, leave=False)
+    for start in range(0, len(missing), 16):
+        batch = missing[start:start + 16]
+        # each image at its own size to VGG16's input size, as GlobalFeatures does with a frame
+        lightness = torch.cat([
+            F.interpolate(lab_batch(load_uint8(images[index])[None])[0], size=(INPUT_SIZE, INPUT_SIZE),
+                          mode="bilinear", align_corners=False, antialias=True) for index in batch])
+        with autocast():
+            vectors = global_features(lightness.to(device)).float().half().cpu()
+        known.update((keys[index], vector) for index, vector in zip(batch, vectors))
+        bar.update(len(batch))
+        if (start // 16 + 1) % (_FEATURES_SAVE_EVERY // 16) == 0:
+            save()
+    bar.close()
+    if missing:
+        save()
+    return torch.stack([known[key] for key in keys])
 
 
 def training_sources(data: list[str], split: str = "train") -> dict[str, list]:
@@ -389,11 +458,15 @@ class Trainer:
         random.seed(config.seed + rank)
         np.random.seed(config.seed + rank)
 
-        self.sources = training_sources(config.data)
+        self.sources = {name: evenly_spaced(items, config.images_per_source)
+                        for name, items in training_sources(config.data).items()}
         per_source = list(self.sources.values())
         self.train_paths = [p for items in per_source for p in items]
         self.epoch_size = config.epoch_size or len(self.train_paths)
-        self.dataset = ImageFolders(self.train_paths, config.crop_size, config.min_scale)
+        self.global_features = build_global_features().to(self.device)
+        global_vectors = self._whole_image_global_features() if config.cache_global_features else None
+        self.dataset = ImageFolders(self.train_paths, config.crop_size, config.min_scale,
+                                    global_vectors=global_vectors)
         # with --mix, each rank draws its own epoch_size / world_size weighted samples
         mix = mix_shares(config.mix, list(self.sources))
         if mix is None and config.epoch_size is not None:
@@ -403,8 +476,7 @@ class Trainer:
             self.sampler = DistributedSampler(self.dataset, world_size, rank, shuffle=True, seed=config.seed)
         self.val_sets = {}
         for name, items in training_sources(config.val, split="val").items():
-            self.val_sets[name] = items if len(items) <= config.val_limit else \
-                [items[i * len(items) // config.val_limit] for i in range(config.val_limit)]
+            self.val_sets[name] = evenly_spaced(items, config.val_limit)
         self.steps_per_epoch = max(self.epoch_size // world_size, 1) // config.batch_size \
             if self.sampler is not None else len(self.dataset) // world_size // config.batch_size
         self.total_steps = self.steps_per_epoch * config.epochs
@@ -414,7 +486,6 @@ class Trainer:
                                  config.rebalance_uniform) if config.loss == "rebalanced" else None
         self.lightness_generator = torch.Generator().manual_seed(config.seed + 7919 * (rank + 1))
 
-        self.global_features = build_global_features().to(self.device)
         self.model = initial_head(config, self.global_features.out_channels).to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -433,6 +504,18 @@ class Trainer:
         self.seconds = 0.0  # training wall time, summed over resumed runs
         self.epoch_started = time.monotonic()
         self.history: list[dict] = []
+
+    def _whole_image_global_features(self) -> torch.Tensor:
+        """Rank 0 computes (or finds) the run's cache; the other ranks wait, then read it."""
+        cache_path = self.run_dir / GLOBAL_FEATURES_NAME
+        if self.distributed.is_main:
+            vectors = whole_image_global_features(self.train_paths, self.global_features, cache_path,
+                                                  self.device, self._autocast, self.progress)
+        self.distributed.barrier()
+        if not self.distributed.is_main:
+            vectors = whole_image_global_features(self.train_paths, self.global_features, cache_path,
+                                                  self.device, self._autocast, progress=False)
+        return vectors
 
     # ---------------------------------------------------------------- checkpoints
     def save(self, name: str = CHECKPOINT_NAME) -> Path:
@@ -516,13 +599,18 @@ class Trainer:
         variance_loss = (squared_error.detach() * torch.exp(-log_variance) + log_variance).mean()
         return colour_loss + self.config.uncertainty_weight * variance_loss, colour_loss
 
-    def train_step(self, rgb_uint8: torch.Tensor) -> float:
+    def train_step(self, batch: torch.Tensor | list[torch.Tensor]) -> float:
+        """One step on a batch of uint8 crops, or of (crops, their images' cached global vectors)."""
+        rgb_uint8, global_vector = batch if isinstance(batch, (list, tuple)) else (batch, None)
         rgb_uint8 = rgb_uint8.to(self.device, non_blocking=True)
         lightness, ab = lab_batch(rgb_uint8)
         if self.config.lightness_jitter > 0:
             lightness = jitter_lightness(lightness, self.config.lightness_jitter, self.lightness_generator)
-        with torch.no_grad(), self._autocast():
-            global_vector = self.global_features(lightness).float()
+        if global_vector is None:
+            with torch.no_grad(), self._autocast():
+                global_vector = self.global_features(lightness).float()
+        else:
+            global_vector = global_vector.to(self.device).float()
         if self.device.type == "cuda":
             lightness = lightness.contiguous(memory_format=torch.channels_last)
         factor = learning_rate_factor(self.config, self.step, self.training_seconds(), self.total_steps)
@@ -590,8 +678,8 @@ class Trainer:
                 losses = []
                 started = self.epoch_started = time.monotonic()
                 bar = _progress_bar(self.progress, len(self._loader()), f"epoch {self.epoch + 1}/{config.epochs}")
-                for rgb_uint8 in self._loader():
-                    losses.append(self.train_step(rgb_uint8))
+                for batch in self._loader():
+                    losses.append(self.train_step(batch))
                     bar.update(1)
                     bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5f}")
                     if self.step % config.checkpoint_every == 0:
@@ -764,7 +852,8 @@ def _export_best(trainer: Trainer, best: Path) -> None:
         "sources": {name: len(items) for name, items in trainer.sources.items()},
         "options": {key: getattr(config, key) for key in (
             "loss", "uncertainty", "lightness_jitter", "batch_norm", "lr_schedule", "lr_decay_minutes",
-            "crop_size", "min_scale", "batch_size", "mix", "init")},
+            "crop_size", "min_scale", "batch_size", "mix", "init", "cache_global_features",
+            "images_per_source")},
         "best_epoch": {k: (float(v) if isinstance(v, (int, float, str)) and _is_number(v) else str(v))
                        for k, v in best_row.items()},
     }
