@@ -15,6 +15,7 @@ from facecolor_video.errors import InputError
 from facecolor_video.model.network import ColorizationNet, neutral_shrink
 from facecolor_video.training import pack as packs
 from facecolor_video.training import splits
+from facecolor_video.training.data import lab_batch, load_uint8, mix_shares
 from facecolor_video.training.train import (
     ChromaPrior,
     TrainConfig,
@@ -22,7 +23,6 @@ from facecolor_video.training.train import (
     initial_head,
     jitter_lightness,
     learning_rate_factor,
-    mix_shares,
 )
 
 
@@ -311,7 +311,7 @@ def test_cached_global_features_come_from_whole_images_once(packed, tmp_path, mo
     images = len(trainer.train_paths)
     assert counting.images_seen == images
     # a row is the vector of its whole image at VGG16's input size, not of a crop
-    whole = train_module.lab_batch(train_module.load_uint8(trainer.train_paths[3])[None])[0]
+    whole = lab_batch(load_uint8(trainer.train_paths[3])[None])[0]
     expected = PooledLightness()(torch.nn.functional.interpolate(
         whole, size=(224, 224), mode="bilinear", align_corners=False, antialias=True))[0]
     assert torch.allclose(trainer.dataset.global_vectors[3].float(), expected, atol=2e-3)

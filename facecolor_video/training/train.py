@@ -1,4 +1,4 @@
-"""Training: image folders (or a pack, see :mod:`.pack`) in, a colorization head out.
+"""Training: image folders (or a pack, see :mod:`.pack`; the data side is :mod:`.data`) in, a colorization head out.
 
 The paper's recipe: L in, a*b* target, MSE loss (eq. 2), Adam, dropout, a
 frozen VGG16 giving global features. Augmentation is a random resized crop and
@@ -35,21 +35,25 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import (
-    DataLoader,
-    Dataset,
-    DistributedSampler,
-    WeightedRandomSampler,
-)
-from torchvision.transforms import v2 as transforms
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..devices import autocast_dtype, resolve_device
 from ..errors import InputError
-from ..model.backbone import INPUT_SIZE, build_global_features
-from ..model.color import lab_to_rgb, rgb_to_lab
+from ..model.backbone import build_global_features
+from ..model.color import lab_to_rgb
 from ..model.network import AB_SCALE, ColorizationNet
 from . import pack as packs
-from .evaluate import iter_images
+from .data import (
+    GLOBAL_FEATURES_NAME,
+    ImageFolders,
+    evenly_spaced,
+    lab_batch,
+    load_uint8,
+    mix_shares,
+    training_sources,
+    weighted_sampler,
+    whole_image_global_features,
+)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
@@ -97,150 +101,6 @@ class TrainConfig:
     lr_decay_minutes: float | None = None
     min_lr_fraction: float = 0.05
     warmup_steps: int = 0
-
-
-def load_uint8(item: Path | packs.PackedImage) -> torch.Tensor:
-    """An image file or a packed image as uint8 RGB (3, H, W)."""
-    if isinstance(item, packs.PackedImage):
-        return packs.decode(item)
-    with Image.open(item) as image:
-        return transforms.functional.pil_to_tensor(image.convert("RGB"))
-
-
-class ImageFolders(Dataset):
-    """Image files or packed images, as augmented uint8 crops (3, S, S).
-
-    With ``global_vectors`` (one row per image) an item is (crop, its image's global vector).
-    """
-
-    def __init__(self, paths: list[Path | packs.PackedImage], crop_size: int, min_scale: float,
-                 augment: bool = True, global_vectors: torch.Tensor | None = None):
-        self.paths = paths
-        self.global_vectors = global_vectors
-        if augment:
-            self.transform = transforms.Compose([
-                transforms.RandomResizedCrop(crop_size, scale=(min_scale, 1.0), antialias=True),
-                transforms.RandomHorizontalFlip(),
-            ])
-        else:
-            self.transform = transforms.Compose([
-                transforms.Resize(crop_size, antialias=True),
-                transforms.CenterCrop(crop_size),
-            ])
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        crop = self.transform(load_uint8(self.paths[index]))
-        if self.global_vectors is None:
-            return crop
-        return crop, self.global_vectors[index]
-
-
-def evenly_spaced(items: list, limit: int | None) -> list:
-    """At most ``limit`` items spread evenly over the list (all of them when it is shorter)."""
-    if limit is None or len(items) <= limit:
-        return items
-    return [items[i * len(items) // limit] for i in range(limit)]
-
-
-GLOBAL_FEATURES_NAME = "global_features.pt"
-_FEATURES_SAVE_EVERY = 256  # images between saves: a killed run loses at most this much work
-
-
-def _image_key(item: Path | packs.PackedImage) -> str:
-    if isinstance(item, packs.PackedImage):
-        return f"{Path(item.shard).name}:{item.offset}:{item.length}"
-    return str(Path(item).resolve())
-
-
-@torch.no_grad()
-def whole_image_global_features(images: list, global_features: torch.nn.Module, cache_path: Path,
-                                device: torch.device, autocast, progress: bool = True) -> torch.Tensor:
-    """(N, C) float16: the global vector of each whole image, as a film's frame gets it.
-
-    Computed once per image and kept in ``cache_path`` (saved as it grows, so
-    an interrupted run resumes where it stopped).
-    """
-    from tqdm import tqdm
-
-    cache = torch.load(cache_path, weights_only=True) if cache_path.is_file() else {"keys": [], "vectors": []}
-    known = dict(zip(cache["keys"], cache["vectors"]))
-    keys = [_image_key(item) for item in images]
-    missing = [index for index, key in enumerate(keys) if key not in known]
-
-    def save():
-        temporary = cache_path.with_suffix(".tmp")
-        torch.save({"keys": list(known), "vectors": torch.stack(list(known.values()))}, temporary)
-        temporary.replace(cache_path)
-
-    bar = tqdm(total=len(missing), desc="global features of whole images", unit="image",
-               disable=not progress or not missing, leave=False)
-    for start in range(0, len(missing), 16):
-        batch = missing[start:start + 16]
-        # each image at its own size to VGG16's input size, as GlobalFeatures does with a frame
-        lightness = torch.cat([
-            F.interpolate(lab_batch(load_uint8(images[index])[None])[0], size=(INPUT_SIZE, INPUT_SIZE),
-                          mode="bilinear", align_corners=False, antialias=True) for index in batch])
-        with autocast():
-            vectors = global_features(lightness.to(device)).float().half().cpu()
-        known.update((keys[index], vector) for index, vector in zip(batch, vectors))
-        bar.update(len(batch))
-        if (start // 16 + 1) % (_FEATURES_SAVE_EVERY // 16) == 0:
-            save()
-    bar.close()
-    if missing:
-        save()
-    return torch.stack([known[key] for key in keys])
-
-
-def training_sources(data: list[str], split: str = "train") -> dict[str, list]:
-    """Source name -> its images: a folder is one source (its name), a pack manifest one per set."""
-    sources: dict[str, list] = {}
-    for entry in data:
-        if packs.is_pack(entry):
-            for name, images in packs.Pack(entry).images(split).items():
-                sources[_unique(name, sources)] = images
-            continue
-        paths = iter_images([entry])
-        if not paths:
-            raise InputError(f"{entry}: no images (jpg, png, webp, bmp, tiff) found")
-        sources[_unique(Path(entry).name, sources)] = paths
-    return sources
-
-
-def _unique(name: str, taken: dict) -> str:
-    candidate, number = name, 2
-    while candidate in taken:
-        candidate, number = f"{name}_{number}", number + 1
-    return candidate
-
-
-def mix_shares(mix: list[float] | dict[str, float] | None, names: list[str]) -> list[float] | None:
-    """--mix as one share per source: a list in source order, or {name: share} (unnamed sources: 0)."""
-    if mix is None:
-        return None
-    if isinstance(mix, dict):
-        unknown = sorted(set(mix) - set(names))
-        if unknown:
-            raise InputError(f"--mix names {', '.join(unknown)}, which is no data source (sources: {', '.join(names)})")
-        shares = [float(mix.get(name, 0.0)) for name in names]
-    else:
-        if len(mix) != len(names):
-            raise InputError(f"--mix has {len(mix)} values for {len(names)} data sources ({', '.join(names)})")
-        shares = [float(share) for share in mix]
-    if any(share < 0 for share in shares) or sum(shares) <= 0:
-        raise InputError("--mix shares must be >= 0 and not all 0")
-    return shares
-
-
-def _sampler(per_source: list[list], mix: list[float] | None, epoch_size: int, seed: int):
-    """Each source gets its share of the samples whatever its size (a small source repeats)."""
-    if mix is None:
-        return None
-    weights = torch.cat([torch.full((len(items),), share / len(items)) for share, items in zip(mix, per_source)])
-    return WeightedRandomSampler(weights, epoch_size, replacement=True, generator=torch.Generator().manual_seed(seed))
 
 
 class ChromaPrior:
@@ -437,12 +297,6 @@ def _one_thread_per_worker(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def lab_batch(rgb_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 RGB (N, 3, H, W) -> L (N, 1, H, W) and a*b* (N, 2, H, W), float32."""
-    lab = rgb_to_lab(rgb_uint8.float() / 255.0)
-    return lab[:, :1], lab[:, 1:]
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: str | Path, progress: bool = True):
         self.config = config
@@ -471,7 +325,7 @@ class Trainer:
         mix = mix_shares(config.mix, list(self.sources))
         if mix is None and config.epoch_size is not None:
             mix = [len(items) for items in per_source]  # by size: every image equally likely
-        self.sampler = _sampler(per_source, mix, max(self.epoch_size // world_size, 1), config.seed + rank)
+        self.sampler = weighted_sampler(per_source, mix, max(self.epoch_size // world_size, 1), config.seed + rank)
         if self.sampler is None and self.distributed.enabled:
             self.sampler = DistributedSampler(self.dataset, world_size, rank, shuffle=True, seed=config.seed)
         self.val_sets = {}
