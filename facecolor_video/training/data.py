@@ -12,16 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, WeightedRandomSampler
 from torchvision.transforms import v2 as transforms
 
 from ..errors import InputError
-from ..model.backbone import INPUT_SIZE
+from ..model.backbone import to_input_size
 from ..model.color import rgb_to_lab
 from . import pack as packs
 from .evaluate import iter_images
+
 
 def lab_batch(rgb_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 RGB (N, 3, H, W) -> L (N, 1, H, W) and a*b* (N, 2, H, W), float32."""
@@ -76,7 +76,8 @@ def evenly_spaced(items: list, limit: int | None) -> list:
 
 
 GLOBAL_FEATURES_NAME = "global_features.pt"
-_FEATURES_SAVE_EVERY = 256  # images between saves: a killed run loses at most this much work
+_FEATURES_BATCH = 16
+_FEATURES_SAVE_EVERY = 16  # batches between saves: a killed run loses at most 256 images' work
 
 
 def _image_key(item: Path | packs.PackedImage) -> str:
@@ -107,17 +108,14 @@ def whole_image_global_features(images: list, global_features: torch.nn.Module, 
 
     bar = tqdm(total=len(missing), desc="global features of whole images", unit="image",
                disable=not progress or not missing, leave=False)
-    for start in range(0, len(missing), 16):
-        batch = missing[start:start + 16]
-        # each image at its own size to VGG16's input size, as GlobalFeatures does with a frame
-        lightness = torch.cat([
-            F.interpolate(lab_batch(load_uint8(images[index])[None])[0], size=(INPUT_SIZE, INPUT_SIZE),
-                          mode="bilinear", align_corners=False, antialias=True) for index in batch])
+    for number, start in enumerate(range(0, len(missing), _FEATURES_BATCH), 1):
+        batch = missing[start:start + _FEATURES_BATCH]
+        lightness = torch.cat([to_input_size(lab_batch(load_uint8(images[index])[None])[0]) for index in batch])
         with autocast():
             vectors = global_features(lightness.to(device)).float().half().cpu()
         known.update((keys[index], vector) for index, vector in zip(batch, vectors))
         bar.update(len(batch))
-        if (start // 16 + 1) % (_FEATURES_SAVE_EVERY // 16) == 0:
+        if number % _FEATURES_SAVE_EVERY == 0:
             save()
     bar.close()
     if missing:
