@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
+import skimage.color as skimage_color
 import torch
 
 from facecolor_video.model.color import lab_to_rgb, rgb_to_lab, rgb_to_lightness
-
-skimage_color = pytest.importorskip("skimage.color")
 
 
 def _random_rgb(n=4, h=16, w=16, seed=0):

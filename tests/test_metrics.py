@@ -8,11 +8,10 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("skimage", reason="metrics need the eval extra (scikit-image)")
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from facecolor_video.training import evaluate as ev  # noqa: E402
-from facecolor_video.training import metrics  # noqa: E402
+from facecolor_video.training import evaluate as ev
+from facecolor_video.training import metrics
 
 
 def _colour_image(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
@@ -235,4 +234,6 @@ def test_missing_scikit_image_gives_clear_error(monkeypatch):
         metrics.psnr(img, img[::-1].copy())
     with pytest.raises(ImportError):
         ev.to_gray_rgb(img)
-    assert metrics.colorfulness(img) >= 0  # plain numpy, still works
+    # plain numpy, still works, and gives the value of the formula (the hand-computed case above)
+    two_red_two_black = np.array([[[255, 0, 0], [255, 0, 0]], [[0, 0, 0], [0, 0, 0]]], np.uint8)
+    assert metrics.colorfulness(two_red_two_black) == pytest.approx(1.3 * math.sqrt(127.5**2 + 63.75**2))
