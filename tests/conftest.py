@@ -7,7 +7,7 @@ message naming what is missing, instead of skipping the tests that use it.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 import pytest
 
@@ -19,7 +19,13 @@ REQUIRED = {
 
 
 def missing_requirements() -> list[str]:
-    return [f"{module}: {what}" for module, what in REQUIRED.items() if importlib.util.find_spec(module) is None]
+    missing = []
+    for module, what in REQUIRED.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(f"{module}: {what}")
+    return missing
 
 
 def pytest_configure(config):
