@@ -206,6 +206,12 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, fac
 @click.option("--cache-global-features", is_flag=True,
               help="VGG16's global features once per whole image (kept in the run folder), not per crop: "
               "about 4x faster on a CPU")
+@click.option("--global-size", type=click.IntRange(32, 1024),
+              help="VGG16's input square for each crop's global vector (default: the start head's; 112 costs a "
+              "seventh of 224 on a CPU, and the head is moved to it first)")
+@click.option("--campaign", type=click.Path(file_okay=False),
+              help="a folder that keeps a long campaign between runs (float16 head + state.json): resumed from "
+              "when the run folder has no checkpoint, written at every checkpoint")
 @click.option("--images-per-source", type=click.IntRange(1),
               help="use at most this many (evenly spaced) images of each data source")
 @click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)

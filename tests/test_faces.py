@@ -125,15 +125,14 @@ def test_the_face_prior_is_the_mean_global_features_of_face_crops(colorizers, tm
     Image.fromarray(wide).save(tmp_path / "b.png")
     Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "no_face.png")
     paths = sorted(tmp_path.iterdir())
-    prior, crops = compute_face_prior(faces_off, paths)
+    prior, crops = compute_face_prior(faces_off.global_features, paths)
     assert crops == 2  # the image without a face is left out
     detector = faces_on.face_detector
     each = []
     for path in paths[:2]:
         lightness = _lightness(np.asarray(Image.open(path).convert("RGB")))
         crop = face_stage.FaceCrop.around(detector.detect(lightness)[0][0].box, *lightness.shape[-2:])
-        with faces_off._autocast():
-            each.append(faces_off._features(face_stage.crop_lightness(lightness, [crop], [0])))
+        each.append(faces_off.global_features(face_stage.crop_lightness(lightness, [crop], [0])))
     assert torch.allclose(prior, torch.cat(each).float().mean(0), atol=1e-3)
     # the shipped prior is a face's features: nearer a face crop's than a plain frame's
     shipped = load_face_prior()

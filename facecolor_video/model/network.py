@@ -33,6 +33,7 @@ FUSION_CHANNELS = 256
 # nearest-neighbour upsampling. The last convolution (to a*b*) has tanh.
 DECODER_LAYERS = [128, "up", 64, 64, "up", 32, 2, "up"]
 SIZE_MULTIPLE = 8  # three stride-2 convolutions in the encoder
+GLOBAL_INPUT_SIZE = 224  # VGG16's input size for the global vector, unless a head's config says otherwise
 
 
 def _conv_block(in_channels: int, out_channels: int, stride: int, batch_norm: bool) -> list[nn.Module]:
@@ -123,11 +124,16 @@ class ColorizationNet(nn.Module):
     """
 
     def __init__(self, global_channels: int = 512, dropout: float = DEFAULT_DROPOUT, batch_norm: bool = False,
-                 uncertainty: bool = False, uncertainty_strength: float = 1.0):
+                 uncertainty: bool = False, uncertainty_strength: float = 1.0,
+                 global_input_size: int = GLOBAL_INPUT_SIZE):
         super().__init__()
         self.config = {"global_channels": global_channels, "dropout": dropout, "batch_norm": batch_norm}
         if uncertainty:  # only then, so that heads without it keep their config as it was
             self.config.update(uncertainty=True, uncertainty_strength=uncertainty_strength)
+        # the square VGG16 saw when the global vectors this head was trained on were made
+        self.global_input_size = int(global_input_size)
+        if self.global_input_size != GLOBAL_INPUT_SIZE:  # likewise: older heads keep their config
+            self.config["global_input_size"] = self.global_input_size
         self.uncertainty = uncertainty
         # how hard unsure colours fade: 0 keeps the plain prediction (the colour channels are
         # trained by the colour loss alone), 1 is c^2 / (c^2 + variance)

@@ -50,8 +50,8 @@ FACE_DETECTOR = WeightsFile(
 # The global features every face crop is colorized with: the mean over 2,048 UTKFace training
 # face crops (facecolor_video/training/face_prior.py)
 FACE_PRIOR = WeightsFile(
-    "face_prior-ddb5d33e.pt",
-    "ddb5d33e81900940816011dec8edf6f7548d689a80f7765b57f3c97f0f26b542",
+    "face_prior-2ab0cd6c.pt",
+    "2ab0cd6c66f3af5764b9b93d24df18c684625772f7db80e1eb258dfb4cfb8d37",
     "mean VGG16 global features of face crops (see weights/README.md)",
 )
 

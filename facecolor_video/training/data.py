@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 from torchvision.transforms import v2 as transforms
 
 from ..errors import InputError
-from ..model.backbone import to_input_size
+from ..model.backbone import INPUT_SIZE, to_input_size
 from ..model.color import rgb_to_lab
 from . import pack as packs
 from .evaluate import iter_images
@@ -98,7 +98,9 @@ def whole_image_global_features(images: list, global_features: torch.nn.Module, 
 
     cache = torch.load(cache_path, weights_only=True) if cache_path.is_file() else {"keys": [], "vectors": []}
     known = dict(zip(cache["keys"], cache["vectors"]))
-    keys = [_image_key(item) for item in images]
+    size = getattr(global_features, "input_size", INPUT_SIZE)
+    # vectors of another input size are other vectors: they never answer for this one
+    keys = [_image_key(item) + ("" if size == INPUT_SIZE else f"@{size}") for item in images]
     missing = [index for index, key in enumerate(keys) if key not in known]
 
     def save():
@@ -110,7 +112,7 @@ def whole_image_global_features(images: list, global_features: torch.nn.Module, 
                disable=not progress or not missing, leave=False)
     for number, start in enumerate(range(0, len(missing), _FEATURES_BATCH), 1):
         batch = missing[start:start + _FEATURES_BATCH]
-        lightness = torch.cat([to_input_size(lab_batch(load_uint8(images[index])[None])[0]) for index in batch])
+        lightness = torch.cat([to_input_size(lab_batch(load_uint8(images[index])[None])[0], size) for index in batch])
         with autocast():
             vectors = global_features(lightness.to(device)).float().half().cpu()
         known.update((keys[index], vector) for index, vector in zip(batch, vectors))

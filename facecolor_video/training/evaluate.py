@@ -262,7 +262,8 @@ def evaluate(
     for name, spec in baselines.items():
         methods[name] = _baseline_fn(name, spec, paths)
 
-    scores = {name: {"psnr": [], "ssim": [], "ciede2000": [], "colorfulness": []} for name in methods}
+    scores = {name: {"psnr": [], "ssim": [], "ciede2000": [], "colorfulness": [], "false_colour": []}
+              for name in methods}
     seconds = {name: 0.0 for name in methods}
     reference_colorfulness: list[float] = []
 
@@ -285,6 +286,7 @@ def evaluate(
                 s["ssim"].append(metrics.ssim(ref, out))
                 s["ciede2000"].append(metrics.ciede2000(ref, out))
                 s["colorfulness"].append(metrics.colorfulness(out))
+                s["false_colour"].append(metrics.false_colour(ref, out))
 
         if progress:
             done = min(start + batch_size, n)
@@ -300,6 +302,8 @@ def evaluate(
             "ciede2000": _mean(s["ciede2000"]),
             "colorfulness": out_mean,
             "colorfulness_ratio": out_mean / ref_mean if ref_mean > 0 else math.nan,
+            # over the images that have neutral pixels at all
+            "false_colour": _mean([value for value in s["false_colour"] if not math.isnan(value)]),
             "n_images": len(s["psnr"]),
             "seconds": float(seconds[name]),
         }
@@ -313,6 +317,7 @@ _COLUMNS = (
     ("SSIM", "ssim", "{:.4f}"),
     ("CIEDE2000", "ciede2000", "{:.2f}"),
     ("colorfulness ratio", "colorfulness_ratio", "{:.3f}"),
+    ("false colour", "false_colour", "{:.2f}"),
 )
 
 

@@ -11,6 +11,10 @@ held-out portraits: 6.9 against 7.8 with each crop's own features).
     python -m facecolor_video.training.face_prior ../shared/data/faces/utkface/train \\
         --count 2048 -o weights/face_prior.pt
 
+A head trained on global vectors of another VGG16 input size needs the
+prior at that size too; ``--input-size 112 --update weights/face_prior-....pt``
+adds it beside the vectors the file already holds.
+
 The crops are cut the way the film's face stage cuts them (YuNet box,
 ``CROP_EXPAND``, 128 px), from images with exactly one face found.
 """
@@ -25,11 +29,10 @@ import torch
 from PIL import Image
 
 from ..film.faces import FaceCrop, crop_lightness
-from ..model.backbone import FACE_PRIOR_KEY
+from ..model.backbone import INPUT_SIZE, GlobalFeatures, build_global_features, face_prior_key
 from ..model.color import rgb_to_lab
-from ..model.colorizer import Colorizer
 from ..model.face_detector import FaceDetector, load_face_detector
-from ..model.weights import sha256_of
+from ..model.weights import load_verified, sha256_of
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
@@ -58,13 +61,12 @@ def face_crops(detector: FaceDetector, paths: list[Path]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def compute_face_prior(colorizer: Colorizer, paths: list[Path], batch: int = 64) -> tuple[torch.Tensor, int]:
-    """The mean VGG16 global features (512,) of the images' face crops, and how many crops it averages."""
-    crops = face_crops(load_face_detector(), paths).to(colorizer.device)
+def compute_face_prior(global_features: GlobalFeatures, paths: list[Path], batch: int = 64) -> tuple[torch.Tensor, int]:
+    """The mean VGG16 global features (512,) of the images' face crops (float32), and how many crops it averages."""
+    crops = face_crops(load_face_detector(), paths)
     total = torch.zeros(512, dtype=torch.float64)
     for start in range(0, len(crops), batch):
-        with colorizer._autocast():
-            total += colorizer._features(crops[start:start + batch]).double().sum(0).cpu()
+        total += global_features(crops[start:start + batch]).double().sum(0)
     return (total / len(crops)).float(), len(crops)
 
 
@@ -72,12 +74,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write the face prior: mean VGG16 global features of face crops.")
     parser.add_argument("folders", nargs="+", type=Path, help="folders of face photos (one face each)")
     parser.add_argument("--count", type=int, default=2048, help="photos to use, spread evenly over the sorted list")
+    parser.add_argument("--input-size", type=int, default=INPUT_SIZE, help="VGG16's input square")
+    parser.add_argument("--update", type=Path, help="a face prior file whose other vectors the output keeps")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
     paths = sorted(p for folder in args.folders for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    colorizer = Colorizer(device="cpu", precision="fp32", faces="off")
-    prior, crops = compute_face_prior(colorizer, evenly_spaced(paths, args.count))
-    torch.save({FACE_PRIOR_KEY: prior, "crops": torch.tensor(crops)}, args.output)
+    prior, crops = compute_face_prior(build_global_features(input_size=args.input_size),
+                                      evenly_spaced(paths, args.count))
+    kept = dict(load_verified(args.update, None)) if args.update else {}
+    torch.save({**kept, face_prior_key(args.input_size): prior, "crops": torch.tensor(crops)}, args.output)
     print(f"{args.output}: mean of {crops} face crops, sha256 {sha256_of(args.output)}")
 
 

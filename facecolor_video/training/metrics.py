@@ -213,6 +213,24 @@ def mean_chroma(rgb: np.ndarray) -> float:
     return float(np.mean(np.hypot(lab[..., 1], lab[..., 2])))
 
 
+NEUTRAL_CHROMA = 5.0  # Lab chroma below which a pixel of the truth counts as neutral (gray, white, black)
+
+
+def false_colour(reference: np.ndarray, test: np.ndarray, neutral: float = NEUTRAL_CHROMA) -> float:
+    """Mean Lab chroma of ``test`` where ``reference`` is near-neutral (chroma < ``neutral``).
+
+    What a colorizer paints onto things that have no colour: a gray studio
+    backdrop turned orange scores high, the same backdrop left gray scores
+    about 0. ``nan`` when no pixel of the reference is neutral.
+    """
+    reference, test = _check_pair(reference, test)
+    reference_lab, test_lab = rgb_to_lab(reference), rgb_to_lab(test)
+    mask = np.hypot(reference_lab[..., 1], reference_lab[..., 2]) < neutral
+    if not mask.any():
+        return math.nan
+    return float(np.mean(np.hypot(test_lab[..., 1], test_lab[..., 2])[mask]))
+
+
 # Frame distances of CDC, as in the video-colorization literature.
 CDC_STEPS = (1, 2, 4)
 

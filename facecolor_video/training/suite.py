@@ -35,13 +35,14 @@ class SuiteResult:
     extra: dict[str, dict] = field(default_factory=dict)  # set -> e.g. the clip's flicker
 
     def to_text(self) -> str:
-        header = ["set", "images", "method", "PSNR dB", "SSIM", "CIEDE2000", "colourfulness"]
+        header = ["set", "images", "method", "PSNR dB", "SSIM", "CIEDE2000", "colourfulness", "false colour"]
         lines = []
         for name, results in self.rows.items():
             for number, (method, row) in enumerate(results.items()):
                 lines.append([name if number == 0 else "", str(row.get("n_images", "")) if number == 0 else "",
                               method, _fmt(row.get("psnr"), "{:.2f}"), _fmt(row.get("ssim"), "{:.4f}"),
-                              _fmt(row.get("ciede2000"), "{:.2f}"), _fmt(row.get("colorfulness_ratio"), "{:.3f}")])
+                              _fmt(row.get("ciede2000"), "{:.2f}"), _fmt(row.get("colorfulness_ratio"), "{:.3f}"),
+                              _fmt(row.get("false_colour"), "{:.2f}")])
         widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
         text = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
                 for r in [header] + lines]

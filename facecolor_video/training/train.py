@@ -43,6 +43,8 @@ from ..model.backbone import build_global_features
 from ..model.color import lab_to_rgb
 from ..model.network import AB_SCALE, ColorizationNet
 from . import pack as packs
+from .global_size import regrounded_head
+from .campaign import Campaign
 from .data import (
     GLOBAL_FEATURES_NAME,
     ImageFolders,
@@ -101,6 +103,13 @@ class TrainConfig:
     lr_decay_minutes: float | None = None
     min_lr_fraction: float = 0.05
     warmup_steps: int = 0
+    # VGG16's input square for each crop's global vector; None: the start head's (224 from scratch). 112 costs
+    # a seventh of 224 on a CPU; a head of another size is moved to it first (see :mod:`.global_size`)
+    global_size: int | None = None
+    regrounding_crops: int = 1536  # crops whose vectors at both sizes fit that move
+    # a folder that keeps a long training campaign between runs and machines: the head in float16 and a
+    # small state (steps, samples, seconds, log); a run resumes from it when the run folder has no checkpoint
+    campaign: str | None = None
 
 
 class ChromaPrior:
@@ -317,7 +326,14 @@ class Trainer:
         per_source = list(self.sources.values())
         self.train_paths = [p for items in per_source for p in items]
         self.epoch_size = config.epoch_size or len(self.train_paths)
-        self.global_features = build_global_features().to(self.device)
+        self.campaign = Campaign(config.campaign) if config.campaign else None
+        start = self.campaign.head() if self.campaign is not None and self.campaign.exists() else None
+        if start is None:
+            start = initial_head(config, 512)
+        global_size = config.global_size or start.global_input_size
+        self.global_features = build_global_features(input_size=global_size).to(self.device)
+        if start.global_input_size != global_size:
+            start = self._regrounded(start)
         global_vectors = self._whole_image_global_features() if config.cache_global_features else None
         self.dataset = ImageFolders(self.train_paths, config.crop_size, config.min_scale,
                                     global_vectors=global_vectors)
@@ -340,7 +356,7 @@ class Trainer:
                                  config.rebalance_uniform) if config.loss == "rebalanced" else None
         self.lightness_generator = torch.Generator().manual_seed(config.seed + 7919 * (rank + 1))
 
-        self.model = initial_head(config, self.global_features.out_channels).to(self.device)
+        self.model = start.to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -358,6 +374,25 @@ class Trainer:
         self.seconds = 0.0  # training wall time, summed over resumed runs
         self.epoch_started = time.monotonic()
         self.history: list[dict] = []
+
+    def _regrounded(self, head: ColorizationNet) -> ColorizationNet:
+        """``head`` moved to this run's global input size, fitted on the vectors of training crops at both sizes."""
+        old_features = build_global_features(input_size=head.global_input_size).to(self.device)
+        crops = ImageFolders(self.train_paths, self.config.crop_size, self.config.min_scale)
+        order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(self.config.seed))
+        old_vectors, new_vectors = [], []
+        for start in range(0, min(self.config.regrounding_crops, len(crops)), 32):
+            batch = torch.stack([crops[int(i)] for i in order[start:start + 32]])
+            lightness, _ = lab_batch(batch.to(self.device))
+            with torch.no_grad(), self._autocast():
+                old_vectors.append(old_features(lightness).float().cpu())
+                new_vectors.append(self.global_features(lightness).float().cpu())
+        moved, error = regrounded_head(head.cpu(), torch.cat(old_vectors), torch.cat(new_vectors),
+                                       self.global_features.input_size)
+        if self.progress:
+            print(f"head moved from VGG16 input {head.global_input_size} to {self.global_features.input_size} "
+                  f"({sum(map(len, old_vectors))} crops, relative error of the map {error:.3f})", flush=True)
+        return moved
 
     def _whole_image_global_features(self) -> torch.Tensor:
         """Rank 0 computes (or finds) the run's cache; the other ranks wait, then read it."""
@@ -390,13 +425,24 @@ class Trainer:
             "chroma_prior": None if self.prior is None else self.prior.counts,
         }, temporary)
         temporary.replace(path)  # a kill mid-save never leaves a broken checkpoint
+        if self.campaign is not None and name == CHECKPOINT_NAME:
+            self.campaign.save(self.model, self.campaign_state())
         return path
+
+    def campaign_state(self) -> dict:
+        """What a campaign keeps besides the head: where the schedule stands and the log so far."""
+        return {"step": self.step, "epoch": self.epoch, "seconds": round(self.training_seconds(), 1),
+                "samples": self.samples_seen(), "best_score": self.best_score,
+                "train_config": asdict(self.config), "history": self.history}
+
+    def samples_seen(self) -> int:
+        return self.step * self.config.batch_size * self.distributed.world_size
 
     def resume(self) -> bool:
         """Load the run folder's checkpoint (every rank loads the one rank 0 wrote)."""
         path = self.run_dir / CHECKPOINT_NAME
         if not path.is_file():
-            return False
+            return self._resume_campaign()
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -407,6 +453,16 @@ class Trainer:
         if (self.run_dir / LOG_NAME).is_file():
             with open(self.run_dir / LOG_NAME) as stream:
                 self.history = [dict(row) for row in csv.DictReader(stream)]
+        return True
+
+    def _resume_campaign(self) -> bool:
+        """Continue a campaign's schedule (its head was loaded at start; Adam's moments start afresh)."""
+        if self.campaign is None or not self.campaign.exists():
+            return False
+        state = self.campaign.state()
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.seconds, self.best_score = float(state["seconds"]), float(state["best_score"])
+        self.history = list(state.get("history", []))
         return True
 
     # ---------------------------------------------------------------- steps
@@ -543,6 +599,7 @@ class Trainer:
                         break
                 bar.close()
                 self.seconds += time.monotonic() - started
+                self.epoch_started = time.monotonic()  # what training_seconds() adds from here on
                 self.epoch += 1
                 self._end_epoch(float(np.mean(losses)) if losses else float("nan"), time.monotonic() - started, len(losses))
         except KeyboardInterrupt:
@@ -666,7 +723,7 @@ def with_uncertainty_strength(head_path: str | Path, out_path: str | Path, stren
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
     trainer = Trainer(config, run_dir, progress)
     try:
-        if resume and trainer.resume() and trainer.progress:
+        if (resume or config.campaign) and trainer.resume() and trainer.progress:
             print(f"resumed from step {trainer.step}, epoch {trainer.epoch}", flush=True)
         return trainer.run()
     finally:
@@ -681,7 +738,7 @@ def train_and_export(config: TrainConfig, run_dir: str | Path, resume: bool = Fa
     run_dir = Path(run_dir)
     trainer = Trainer(config, run_dir, progress)
     try:
-        if resume and trainer.resume() and trainer.distributed.is_main:
+        if (resume or config.campaign) and trainer.resume() and trainer.distributed.is_main:
             print(f"resumed from step {trainer.step}, epoch {trainer.epoch}", flush=True)
         best = trainer.run()
         if trainer.distributed.is_main:
@@ -707,7 +764,8 @@ def _export_best(trainer: Trainer, best: Path) -> None:
         "options": {key: getattr(config, key) for key in (
             "loss", "uncertainty", "lightness_jitter", "batch_norm", "lr_schedule", "lr_decay_minutes",
             "crop_size", "min_scale", "batch_size", "mix", "init", "cache_global_features",
-            "images_per_source")},
+            "images_per_source", "global_size", "campaign")},
+        "samples": trainer.samples_seen(),
         "best_epoch": {k: (float(v) if isinstance(v, (int, float, str)) and _is_number(v) else str(v))
                        for k, v in best_row.items()},
     }
