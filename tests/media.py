@@ -235,3 +235,49 @@ def _write_png16(path: Path, rgb: np.ndarray, alpha: np.ndarray | None) -> None:
             container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+PORTRAIT = Path(__file__).parent / "data" / "webmorph_neutral_front_002_03.webp"  # CC BY 4.0, see LICENSE.webmorph
+
+
+def portrait_frame(index: int, width: int, height: int, gray: bool = False) -> np.ndarray:
+    """The bundled colour portrait scaled to cover width x height and cut out, one pixel further right per index.
+
+    A natural picture with a known colour: what a colorizer's output can be compared with.
+    gray=True gives it as a gray picture (CIE L kept, a* = b* = 0), as a black-and-white film would hold it.
+    """
+    with Image.open(PORTRAIT) as image:
+        colour = image.convert("RGB")
+    side = max(width + index, height)
+    scaled = np.asarray(colour.resize((side, side), Image.Resampling.BICUBIC))
+    top = (side - height) // 2
+    rgb = np.ascontiguousarray(scaled[top:top + height, index:index + width])
+    if gray:
+        from facecolor_video.training.evaluate import to_gray_rgb
+
+        rgb = to_gray_rgb(rgb)
+    return rgb
+
+
+def make_portrait_video(path, n_frames: int = 6, size: tuple[int, int] = (64, 48), codec: str = "libx264",
+                        pix_fmt: str | None = None, gray: bool = True, frame_rate=25) -> Path:
+    """A short clip of the portrait panning one pixel a frame (gray by default), no audio.
+
+    Frame i is portrait_frame(i, *size, gray); libx264 is written at qp 0 so the
+    decoded frames are the ones given, to the rounding of the YUV conversion.
+    """
+    path = Path(path)
+    width, height = size
+    pix_fmt = pix_fmt or _pick_pix_fmt(codec, width, height)
+    options = {"qp": "0", "preset": "ultrafast"} if codec == "libx264" else {}
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=frame_rate, options=options)
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        for index in range(n_frames):
+            frame = _to_video_frame(portrait_frame(index, width, height, gray), pix_fmt)
+            frame.pts = index
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+    return path
