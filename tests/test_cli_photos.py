@@ -85,14 +85,21 @@ def test_many_photos_into_output_dir_with_format(tmp_path):
 
 
 def test_gray_photo_gets_colour(tmp_path):
-    """The shipped model adds chroma to a gray photo (a stub that returns gray would fail)."""
-    from facecolor_video.training.metrics import mean_chroma
+    """The gray portrait, through the command line, comes out nearer its colour original than gray is.
 
-    source = make_image(tmp_path / "gray.png", size=(96, 96), mode="L")
+    A stub that returns gray, a constant tint or negated a*b* fails (see test_colour_truth.py).
+    """
+    from facecolor_video.training.evaluate import to_gray_rgb
+    from tests.test_colour_truth import FLOORS, PORTRAIT, gains_over_gray, truth
+
+    original = truth(PORTRAIT)
+    source = tmp_path / "gray.png"
+    Image.fromarray(to_gray_rgb(original)).save(source)
     output = tmp_path / "colour.png"
-    assert execute(["colorize", str(source), str(output), *FAST]) == 0
+    assert execute(["colorize", str(source), str(output), "--quiet"]) == 0
     with Image.open(output) as image:
-        assert mean_chroma(np.asarray(image.convert("RGB"))) > 2.0
+        psnr_gain, ciede_gain = gains_over_gray(original, np.asarray(image.convert("RGB")))
+    assert psnr_gain >= FLOORS[PORTRAIT][0] and ciede_gain >= FLOORS[PORTRAIT][1], (psnr_gain, ciede_gain)
 
 
 def test_missing_input(tmp_path, capsys):
