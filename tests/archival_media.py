@@ -153,3 +153,53 @@ def _pulled(graph):
             yield graph.pull()
         except (av.BlockingIOError, av.EOFError):
             return
+
+
+def moving_square(moment: int, width: int, height: int, step: int = 5) -> np.ndarray:
+    """Gray picture at a moment: a bright square travelling right by step pixels per moment over a dark ramp."""
+    picture = np.tile(np.linspace(30, 90, width), (height, 1))
+    side = height // 2
+    left = (moment * step) % (width - side)
+    top = height // 4
+    picture[top:top + side, left:left + side] = 220
+    return np.repeat(picture.round().astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def make_interlaced_motion(folder, frames: int = 8, size: tuple[int, int] = (64, 48)) -> Path:
+    """Interlaced MPEG-2 whose two fields are two moments, as a video camera records them.
+
+    FFmpeg's MPEG-2 encoder writes it bottom field first (field order 'bb'): frame k holds
+    moving_square(2k) on its odd rows (the bottom field, shown first) and moving_square(2k + 1)
+    on its even rows, so anything that moves is combed.
+    """
+    path = Path(folder) / "interlaced_motion.vob"
+    width, height = size
+    with av.open(str(path), "w", format="vob") as container:
+        video = container.add_stream("mpeg2video", rate=Fraction(25),
+                                     options={"flags": "+ilme+ildct", "top": "1", "b": "8M"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            woven = moving_square(2 * index + 1, width, height).copy()
+            woven[1::2] = moving_square(2 * index, width, height)[1::2]
+            frame = av.VideoFrame.from_ndarray(woven, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = index, Fraction(1, 25)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+    return path
+
+
+def combing(luma: np.ndarray) -> float:
+    """Vertical high-frequency energy: mean square of each row minus the mean of the rows above and below it.
+
+    Large where the odd rows and the even rows show different moments (combing), small on a
+    progressive picture, whose neighbouring rows agree.
+    """
+    rows = luma.astype(np.float64)
+    return float(np.mean((rows[1:-1] - (rows[:-2] + rows[2:]) / 2) ** 2))
+
+
+def square_left(luma: np.ndarray) -> float:
+    """Where moving_square's square is: the mean column of the bright pixels."""
+    return float(np.nonzero(luma > 160)[1].mean())
