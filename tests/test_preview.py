@@ -18,7 +18,7 @@ from facecolor_video.film.preview import (
     make_preview,
 )
 from facecolor_video.media.video import VideoReader
-from tests.media import VFR_STEPS, frame_times, make_image, make_video, pattern_frame
+from tests.media import frame_times, make_image, make_video, pattern_frame
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,9 @@ def test_vfr_takes_first_frame_at_or_after_each_target(tmp_path):
     picked, _, _ = sample(clip, every, seek=None)
     assert [t for t, _ in picked] == expected
     assert len(set(expected)) == len(expected)  # a long frame is not shown twice
-    assert sum(VFR_STEPS) > len(VFR_STEPS)  # the clip really is VFR
+    with av.open(str(clip)) as container:  # the clip really is VFR: its frames last different times
+        decoded = [frame.pts * frame.time_base for frame in container.decode(video=0)]
+    assert len({b - a for a, b in zip(decoded, decoded[1:])}) > 1
 
 
 @pytest.mark.parametrize("keyint, every", [(250, 260), (25, 100)])
@@ -159,6 +161,41 @@ def test_sheet_and_frames_dir(tmp_path, colorizer):
         # 2 rows of 30-pixel thumbnails plus captions and a title line
         assert sheet.height > 2 * 30 + 3 * PADDING
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_each_pair_is_the_source_and_what_the_colorizer_gives_for_it(tmp_path, colorizer):
+    """The sheet's "before" is the decoded frame; its "after" is Colorizer's output for that frame, not gray."""
+    import numpy as np
+
+    from facecolor_video.film.preview import LABEL_FONT_SIZE, _font, _line_height
+    from facecolor_video.training.metrics import mean_chroma
+    from tests.media import make_portrait_video
+
+    clip = make_portrait_video(tmp_path / "gray.mp4", n_frames=13, size=(64, 48))
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    sheet_path = tmp_path / "sheet.png"
+    # thumbnails at the frame's own size: the sheet holds the pictures themselves, not a resampling of them
+    report = make_preview(clip, sheet_path, colorizer, every=6, frames_dir=frames_dir, columns=2, thumb_width=64)
+    assert report.frames_shown == 3
+    with VideoReader(clip) as reader:
+        decoded = [frame.rgb for frame in reader.frames()]
+    with Image.open(sheet_path) as image:
+        sheet = np.asarray(image.convert("RGB"))
+    header = _line_height(_font(LABEL_FONT_SIZE)) + PADDING
+    cell_width, cell_height = 2 * 64 + PAIR_GAP, 48 + _line_height(_font(LABEL_FONT_SIZE)) + 4
+    for pair, number in enumerate((0, 6, 12)):
+        row, column = divmod(pair, 2)
+        left = PADDING + column * (cell_width + PADDING)
+        top = PADDING + header + row * (cell_height + PADDING)
+        before = sheet[top:top + 48, left:left + 64]
+        after = sheet[top:top + 48, left + 64 + PAIR_GAP:left + 2 * 64 + PAIR_GAP]
+        expected = colorizer.colorize([decoded[number]])[0]
+        assert np.array_equal(before, decoded[number]), number
+        assert np.array_equal(after, expected), number
+        with Image.open(report.frame_files[pair]) as written:
+            assert np.array_equal(np.asarray(written.convert("RGB")), expected), number
+        assert mean_chroma(before) < 0.5 < mean_chroma(after) and not np.array_equal(before, after)
 
 
 def test_image_input_gives_one_pair(tmp_path, colorizer):
