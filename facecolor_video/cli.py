@@ -8,6 +8,7 @@ SIGTERM exit with 130 after the library removed its partial output. Set
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -507,9 +508,22 @@ def run(argv: list[str] | None = None) -> None:
     sys.exit(execute(argv))
 
 
+class _WarningLines(logging.Handler):
+    """The library's warnings (logger ``facecolor_video``) as ``warning: ...`` lines on stderr, when they happen."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
 def execute(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; typed errors become one line on stderr."""
     previous = signal.signal(signal.SIGTERM, _terminate)
+    library_log = logging.getLogger("facecolor_video")
+    warnings_printer = _WarningLines()
+    library_log.addHandler(warnings_printer)
     try:
         main(args=argv, standalone_mode=False)
         return 0
@@ -531,6 +545,7 @@ def execute(argv: list[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+        library_log.removeHandler(warnings_printer)
 
 
 def _terminate(signum, frame):

@@ -31,3 +31,7 @@ class EncodeError(FacecolorError):
 
 class WeightsError(FacecolorError):
     """A weights file is missing, altered (sha256 mismatch) or malformed."""
+
+
+class InfrastructureError(FacecolorError):
+    """A worker process or the Ray cluster the run relied on failed; what was finished is kept for --resume."""

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import usable_cores
+from ..errors import InputError
 from ..media.fields import plan_fields
 from ..media.outputs import check_output_path, output_kind
 from ..media.planes import PlaneFormat, YuvPlanes, convert_luma
@@ -28,6 +29,7 @@ from ..media.video import STDIO, VideoFrame, VideoReader, VideoWriter
 from ..model.colorizer import Colorizer, PreparedBatch
 from ..settings import default
 from .faces import FaceRefiner
+from .hints import HintColorizer, film_hints
 from .reference import ReferenceColorizer, load_references
 from .shot_features import ANCHOR_WINDOW, ShotGlobalFeatures
 from .temporal import SceneCutDetector, TemporalSmoother
@@ -64,6 +66,9 @@ class ColorizeOptions:
     references: str | None = None
     # apply the reference to every shot, not only to those whose global features resemble it
     reference_all_shots: bool = False
+    # colour hints: an RGBA image for the first frame, or a file of 'timecode image' lines (see film/hints.py)
+    hint: str | None = None
+    hints: str | None = None
     # a folder for the frames where faces were detected, with their boxes drawn
     faces_debug: Path | None = None
 
@@ -129,9 +134,11 @@ class FrameColorizer:
 
     def __init__(self, colorizer: Colorizer, smooth: str = default("smooth"), radius: int = default("smooth_radius"),
                  global_blend: str = "interpolate", reference: ReferenceColorizer | None = None,
-                 anchor_window: int = ANCHOR_WINDOW, faces_debug: Path | None = None):
+                 anchor_window: int = ANCHOR_WINDOW, faces_debug: Path | None = None,
+                 hints: HintColorizer | None = None):
         self.colorizer = colorizer
         self.reference = reference
+        self.hints = hints
         # faces found in prepare get their own crop blended in after the head (None: faces off)
         self.faces = FaceRefiner.for_colorizer(colorizer, faces_debug)
         self.colorizer.reset()
@@ -207,6 +214,9 @@ class FrameColorizer:
             if self.reference is not None:
                 with self.colorizer.stage("reference"):
                     ab = self.reference.apply(frames, prepared.small_lightness, ab, analyzed.global_vectors)
+            if self.hints is not None:
+                with self.colorizer.stage("hints"):
+                    ab = self.hints.apply(frames, prepared.small_lightness, ab)
             with self.colorizer.stage("smoothing"):
                 for index, frame in enumerate(frames):
                     self.waiting.append((frame, prepared.lightness[index], prepared.max_value))
@@ -302,7 +312,8 @@ def colorize_file(
         if on_start is not None:
             on_start(reader)
         stream = FrameColorizer(colorizer, options.smooth if not reader.is_image else "none", options.smooth_radius,
-                                reference=film_references(colorizer, options, reader), faces_debug=options.faces_debug)
+                                reference=film_references(colorizer, options, reader), faces_debug=options.faces_debug,
+                                hints=film_hints_for(colorizer, options, reader))
         fields = plan_fields(reader, options.deinterlace, options.codec)
         fields.attach(reader)
         with VideoWriter(
@@ -354,6 +365,16 @@ def film_references(colorizer: Colorizer, options: ColorizeOptions, reader: Vide
     """The options' reference(s) for this film, timed from its start; None when it has none."""
     return load_references(colorizer, options.reference, options.references, options.reference_all_shots,
                            start_time=float(reader.start_time * reader.time_base) if reader.start_time else 0.0)
+
+
+def film_hints_for(colorizer: Colorizer, options: ColorizeOptions, reader: VideoReader) -> HintColorizer | None:
+    """The options' hints for this film (its hinted frames and their shots found by a scan); None without hints."""
+    if options.hint is None and options.hints is None:
+        return None
+    if reader.is_pipe:
+        raise InputError("hints need the film as a file (its hinted frames are found before it is colorized), not stdin")
+    return film_hints(colorizer, reader.path, options.hint, options.hints,
+                      start_time=float(reader.start_time * reader.time_base) if reader.start_time else 0.0)
 
 
 def auto_threads(device: torch.device, overlap: bool = True) -> int:

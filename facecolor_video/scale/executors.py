@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import FacecolorError
+from ..errors import FacecolorError, InfrastructureError
 from .segments import SegmentJob, commit_segment, run_segment
 
 
@@ -33,13 +33,18 @@ def run_jobs(
     ray_address: str | None = None,
     colorizer=None,
     on_done: Callable[[SegmentJob, dict], None] | None = None,
+    resuming: bool = False,
 ) -> None:
-    """Run segment jobs in this process, in ``workers`` spawned processes, or on Ray; on_done after each."""
+    """Run segment jobs in this process, in ``workers`` spawned processes, or on Ray; on_done after each.
+
+    resuming: the run was started to resume (so a rerun of the same command resumes too); it only
+    changes what an infrastructure error tells the user to do.
+    """
     on_done = on_done or (lambda job, record: None)
     if not jobs:
         return
     if ray_address:
-        run_jobs_ray(jobs, colorizer_settings, ray_address, on_done)
+        run_jobs_ray(jobs, colorizer_settings, ray_address, on_done, resuming)
     elif workers <= 1:
         if colorizer is None:
             from ..model.colorizer import Colorizer
@@ -48,7 +53,7 @@ def run_jobs(
         for job in jobs:
             on_done(job, run_segment(job, colorizer))
     else:
-        _run_jobs_processes(jobs, colorizer_settings, workers, on_done)
+        _run_jobs_processes(jobs, colorizer_settings, workers, on_done, resuming)
 
 
 _WORKER_COLORIZER = None
@@ -72,21 +77,31 @@ def _worker_run(job: SegmentJob) -> dict:
     return run_segment(job, _WORKER_COLORIZER)
 
 
-def _run_jobs_processes(jobs, colorizer_settings, workers, on_done) -> None:
+def _run_jobs_processes(jobs, colorizer_settings, workers, on_done, resuming=False) -> None:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     workers = min(workers, len(jobs))
     threads = max(1, (os.cpu_count() or 1) // workers)
+    from concurrent.futures.process import BrokenProcessPool
+
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(colorizer_settings, threads))
+    finished = 0
     try:
         pending = {executor.submit(_worker_run, job): job for job in jobs}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 job = pending.pop(future)
-                on_done(job, future.result())
+                try:
+                    record = future.result()
+                except BrokenProcessPool:
+                    raise InfrastructureError(
+                        f"a --workers process died while colorizing {job.source} (killed, or out of memory); "
+                        + kept_for_resume(finished, resuming)) from None
+                on_done(job, record)
+                finished += 1
     except BaseException:
         # an error, Ctrl-C or SIGTERM: stop the workers we started; finished segments stay recorded
         processes = list((executor._processes or {}).values())
@@ -98,6 +113,13 @@ def _run_jobs_processes(jobs, colorizer_settings, workers, on_done) -> None:
             process.join(timeout=5)
         raise
     executor.shutdown(wait=True)
+
+
+def kept_for_resume(finished: int, resuming: bool = False) -> str:
+    """The second half of an infrastructure error's line: what is kept, and how to go on."""
+    rerun = "rerun the same command" if resuming else "rerun the same command with --resume"
+    return (f"the films already joined and the {finished} segment(s) finished in this run are kept: "
+            f"{rerun} to finish the rest")
 
 
 # ---------------------------------------------------------------- Ray
@@ -143,26 +165,41 @@ def _colorize_segment_task(job, colorizer_settings: dict) -> tuple[dict, bytes]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def run_jobs_ray(jobs: list, colorizer_settings: dict, address: str, on_done: Callable) -> None:
+def run_jobs_ray(jobs: list, colorizer_settings: dict, address: str, on_done: Callable, resuming: bool = False) -> None:
     """Run segment jobs as Ray tasks; on_done(job, record) on the driver as each one lands."""
     ray = connect(address)
     gpus = ray.cluster_resources().get("GPU", 0)
     task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=2)(_colorize_segment_task)
     pending = {task.remote(job, colorizer_settings): job for job in jobs}
+    finished = 0
     try:
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(ready[0])
             try:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                job = pending.pop(ready[0])
                 record, data = ray.get(ready[0])
             except ray.exceptions.RayTaskError as error:
                 cause = error.as_instanceof_cause()
                 if isinstance(cause, FacecolorError):
                     raise FacecolorError(str(cause).splitlines()[-1]) from None
                 raise
+            except ray.exceptions.RayError as error:
+                # Ray's own processes failed (its raylet or an agent died, a node was lost, a worker crashed
+                # past its retries): nothing the film did, and nothing a traceback would help with
+                raise InfrastructureError(f"Ray failed ({type(error).__name__}: {_first_line(error)}); "
+                                          + kept_for_resume(finished, resuming)) from None
             commit_segment(job.work_dir, record, data)
             on_done(job, record)
+            finished += 1
     except BaseException:
         for reference in pending:
-            ray.cancel(reference, force=True)
+            try:
+                ray.cancel(reference, force=True)
+            except Exception:  # a dead cluster cannot cancel: there is nothing left running to stop
+                pass
         raise
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:200] if lines else "no detail"

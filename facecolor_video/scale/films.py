@@ -7,6 +7,7 @@ segment equal to the single-process run.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from ..errors import FacecolorError, OutputError
 from ..film.pipeline import ColorizeOptions, ColorizeReport, colorize_file
-from ..media.outputs import VIDEO_CONTAINERS, check_output_path
+from ..media.outputs import VIDEO_CONTAINERS, OutputLock, check_output_path, space_warning
 from ..media.video import VideoReader, plan_for
 from .executors import run_jobs
 from .join import join_segments
@@ -34,6 +35,8 @@ from .segments import (
     work_folder,
     work_key,
 )
+
+log = logging.getLogger("facecolor_video")  # warnings the command line prints as they come
 
 
 def colorizer_settings_of(settings: dict) -> dict:
@@ -67,6 +70,7 @@ class _Film:
     rotation: int
     remaining: set[int] = field(default_factory=set)
     started: float = 0.0
+    lock: OutputLock | None = None
 
 
 def _prepare_film(source, destination, colorizer_settings, options, segment_seconds, resume, film_number):
@@ -84,6 +88,10 @@ def _prepare_film(source, destination, colorizer_settings, options, segment_seco
         is_image, rotation = reader.is_image, reader.rotation
         if not is_image:  # audio that fits the output in no way stops here, before any work
             plan_for(reader, VIDEO_CONTAINERS[destination.suffix.lower()], destination, options.audio, options.audio)
+            # the segments and the joined film are on disk together before the segments go
+            short_of_space = space_warning(reader, destination, options.crf, copies=2)
+            if short_of_space:
+                log.warning(short_of_space)
     if is_image:
         return None
     align = math.lcm(max(1, options.batch_size), max(1, global_every))
@@ -93,7 +101,13 @@ def _prepare_film(source, destination, colorizer_settings, options, segment_seco
     plan = plan_segments(source, segment_seconds, lead_in_frames(options, global_every), tail, align)
     folder = work_folder(destination)
     key = work_key(source, colorizer_settings, options, segment_seconds)
-    done = prepare_work_folder(folder, key, resume)
+    # before the work folder is touched: a second run of the same output must not empty the first's
+    lock = OutputLock(destination).acquire()
+    try:
+        done = prepare_work_folder(folder, key, resume)
+    except BaseException:
+        lock.release()
+        raise
     _write_json_atomic(folder / "plan.json", {
         "key": key, "source": str(source), "destination": str(destination),
         "segments": [asdict(s) for s in plan.segments], "time_base": str(plan.time_base),
@@ -102,7 +116,7 @@ def _prepare_film(source, destination, colorizer_settings, options, segment_seco
     report = SegmentedReport(source, destination, segments=len(plan.segments), segments_skipped=len(done))
     report.frames_read = sum(plan.segments[i].frames for i in done)
     film = _Film(source, destination, folder, plan, report, options.audio, rotation,
-                 remaining={s.index for s in plan.segments} - done, started=time.perf_counter())
+                 remaining={s.index for s in plan.segments} - done, started=time.perf_counter(), lock=lock)
     jobs = [SegmentJob(str(source), str(folder), s, options, film_number)
             for s in plan.segments if s.index in film.remaining]
     return film, jobs
@@ -121,6 +135,7 @@ def _finish_film(film: _Film) -> SegmentedReport:
             "so the length and audio sync are kept")
     film.report.notices += join_segments(film.source, files, film.destination, film.audio, film.rotation)
     shutil.rmtree(film.folder, ignore_errors=True)
+    film.lock.release()
     film.report.seconds = time.perf_counter() - film.started
     return film.report
 
@@ -191,12 +206,16 @@ def colorize_films(
             if on_film is not None:
                 on_film(done_report)
 
-    for film in prepared.values():
-        if not film.remaining:  # every segment was done before: join only
-            report = _finish_film(film)
-            if on_film is not None:
-                on_film(report)
-    run_jobs(jobs, colorizer_settings, workers, ray_address, colorizer, finished)
+    try:
+        for film in prepared.values():
+            if not film.remaining:  # every segment was done before: join only
+                report = _finish_film(film)
+                if on_film is not None:
+                    on_film(report)
+        run_jobs(jobs, colorizer_settings, workers, ray_address, colorizer, finished, resuming=resume)
+    finally:  # a run that stops early lets go of its outputs at once (a finished film already has)
+        for film in prepared.values():
+            film.lock.release()
     reports += [film.report for film in prepared.values()]
     return reports
 

@@ -41,7 +41,7 @@ from ..devices import autocast_dtype, resolve_device
 from ..errors import InputError
 from ..model.backbone import build_global_features
 from ..model.color import lab_to_rgb
-from ..model.network import AB_SCALE, ColorizationNet
+from ..model.network import AB_SCALE, GLOBAL_INPUT_SIZE, ColorizationNet
 from . import pack as packs
 from .global_size import regrounded_head
 from .campaign import Campaign
@@ -207,7 +207,8 @@ def effective_learning_rate(config: TrainConfig) -> float:
 def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
     """The head training starts from: a fresh one, or a copy of ``config.init`` (hash-checked like any model)."""
     if not config.init:
-        return ColorizationNet(global_channels, config.dropout, config.batch_norm, config.uncertainty)
+        return ColorizationNet(global_channels, config.dropout, config.batch_norm, config.uncertainty,
+                               global_input_size=config.global_size or GLOBAL_INPUT_SIZE)
     from ..model.colorizer import load_head
 
     start, _ = load_head(config.init)
