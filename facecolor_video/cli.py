@@ -106,6 +106,28 @@ def _reference_options(function):
     return function
 
 
+def _hint_options(function):
+    """Colour hints: RGBA images whose opaque strokes give the colour of what they cover (see film/hints.py)."""
+    for decorator in reversed([
+        click.option("--hint", metavar="IMAGE",
+                     help="a PNG with alpha for the first frame: its strokes' colours spread to the regions they "
+                          "touch, and through the shot"),
+        click.option("--hints", metavar="FILE",
+                     help="a text file of 'timecode image' lines: each hint image belongs to the frame shown at "
+                          "its timecode, and colours its shot"),
+    ]):
+        function = decorator(function)
+    return function
+
+
+def _check_hints(hint, hints, sources) -> None:
+    """Fail before any work when a hint image is unusable for a film (one line naming the file)."""
+    from .film.hints import load_hints
+
+    for source in sources:
+        load_hints(source, hint, hints)
+
+
 def _check_references(reference, references) -> None:
     """Fail before any work when a reference or the references file is unusable (one line naming the file)."""
     from .film.reference import read_reference_image, reference_images
@@ -142,10 +164,11 @@ def main():
 @_composition_options
 @_segment_options
 @_reference_options
+@_hint_options
 @_colorizer_options
 def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, faces_debug, batch_size, smooth,
              smooth_radius, codec, crf, preset, no_audio, quiet, exact_lab, pix_fmt, resume, workers, segment_seconds,
-             ray_address, reference, references, reference_all_shots, **colorizer_settings):
+             ray_address, reference, references, reference_all_shots, hint, hints, **colorizer_settings):
     """Colorize IN into OUT, or many inputs into --output-dir. IN or OUT may be - (stdin, stdout).
 
     \b
@@ -159,13 +182,14 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, fac
 
     jobs = plan_outputs(paths, output_dir, output_format)
     _check_references(reference, references)
+    _check_hints(hint, hints, [job[0] for job in jobs])
     options = ColorizeOptions(batch_size=batch_size, smooth=smooth, smooth_radius=smooth_radius, codec=codec,
                               crf=crf, preset=preset, audio=not no_audio, overwrite=overwrite,
                               deinterlace="ivtc" if ivtc else deinterlace,
                               stream_format=output_format if output_dir is None else None,
                               exact_lab=exact_lab, pix_fmt=pix_fmt, reference=reference,
                               references=references, reference_all_shots=reference_all_shots,
-                              faces_debug=faces_debug)
+                              faces_debug=faces_debug, hint=hint, hints=hints)
     if resume or workers > 1 or ray_address:
         from .scale.batch import colorize_many_segmented
 
@@ -319,9 +343,15 @@ def _parse_mix(text: str | None):
 @_option("batch_size")
 @click.option("--reference-first-frame", is_flag=True,
               help="--video: colour the clip from its own first colour frame as the reference")
+@click.option("--hint-patches", metavar="N[,N...]",
+              help="colour hints drawn from the truth: N seeded 9x9 patches per photo (--video: on the first frame "
+                   "only); a list (0,5,10,20,50) gives the curve")
+@click.option("--hint-sheet", type=click.Path(dir_okay=False, path_type=Path),
+              help="with --hint-patches: a contact sheet (gray | automatic | hints drawn | result | truth)")
 @_colorizer_options
 def evaluate_command(image_dirs, videos, limit, as_json, suite, data_root, sheets_dir, suite_sets, smooth,
-                     smooth_radius, batch_size, reference_first_frame, **colorizer_settings):
+                     smooth_radius, batch_size, reference_first_frame, hint_patches, hint_sheet,
+                     **colorizer_settings):
     """Measure colorization quality against colour originals and baselines.
 
     \b
@@ -335,6 +365,13 @@ def evaluate_command(image_dirs, videos, limit, as_json, suite, data_root, sheet
     if not image_dirs and not videos and not suite:
         raise click.UsageError("give --images DIR, --video FILE or --suite")
     colorizer = _make_colorizer(**colorizer_settings)
+    if hint_patches:
+        from .training.hint_eval import run_hint_eval
+
+        for text in run_hint_eval(colorizer, image_dirs, videos, hint_patches, limit=limit, smooth=smooth,
+                                  radius=smooth_radius, batch_size=batch_size, sheet=hint_sheet, as_json=as_json):
+            click.echo(text)
+        return
     if suite:
         from .training.splits import data_root as find_data_root
         from .training.suite import DEFAULT_LIMIT, evaluate_suite
@@ -363,9 +400,10 @@ def evaluate_command(image_dirs, videos, limit, as_json, suite, data_root, sheet
 @click.option("--overwrite", is_flag=True, help="replace an existing sheet or frame files")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
 @_reference_options
+@_hint_options
 @_colorizer_options
 def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwrite, quiet, reference, references,
-            reference_all_shots, **colorizer_settings):
+            reference_all_shots, hint, hints, **colorizer_settings):
     """Every Nth frame of SOURCE, before | after, on one contact sheet.
 
     \b
@@ -377,6 +415,15 @@ def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwri
     from .film.preview import make_preview
 
     _check_references(reference, references)
+    if hint is not None or hints is not None:  # the hinted frames, strokes drawn | colorized
+        from .film.hint_preview import make_hint_preview
+
+        _check_hints(hint, hints, [source])
+        shown = make_hint_preview(source, sheet_path, lambda: _make_colorizer(**colorizer_settings), hint, hints,
+                                  columns=columns, thumb_width=thumb_width, overwrite=overwrite)
+        if not quiet:
+            click.echo(f"{sheet_path}: {shown} hinted frame(s)", err=True)
+        return
     bar = None
 
     def start(reader, expected):

@@ -115,9 +115,6 @@ class ReferenceColorizer:
         self.temperature = temperature
         self.match_floor, self.match_full = match_floor, match_full
         self.shot_floor, self.shot_full = shot_floor, shot_full
-        backbone = colorizer.global_features
-        self._layers = backbone.features[:FEATURE_LAYERS]
-        self._mean, self._std = backbone.mean, backbone.std
         analyzed = [self._analyze(start, image, name) for start, image, name in references]
         # the timed references in time order (``active`` bisects their starts), then the untimed ones
         self.references = sorted((reference for reference in analyzed if reference.start is not None),
@@ -131,13 +128,8 @@ class ReferenceColorizer:
                    **settings)
 
     # ------------------------------------------------------------ analysis
-    @torch.no_grad()
     def _features(self, small_lightness: torch.Tensor) -> torch.Tensor:
-        """L at the render size (N, 1, h, w) -> normalized conv3_3 features (N, C, h/4, w/4), float32."""
-        gray = (small_lightness.float() / 100.0).expand(-1, 3, -1, -1)
-        with self.colorizer._autocast():
-            features = self._layers(((gray - self._mean) / self._std).contiguous(memory_format=torch.channels_last))
-        return F.normalize(features.float(), dim=1)
+        return dense_features(self.colorizer, small_lightness)
 
     @torch.no_grad()
     def _analyze(self, start: float | None, image: np.ndarray, name: str) -> _Reference:
@@ -148,7 +140,7 @@ class ReferenceColorizer:
         ab = rgb_to_lab(rgb)[:, 1:]
         require_colour(image, name)
         features = self._features(small_lightness)[0].flatten(1)
-        patches = F.unfold(ab, kernel_size=CELL, stride=CELL)[0].T.contiguous()
+        patches = cell_patches(ab[0])
         global_vector = self.colorizer.global_vectors(small_lightness, [True])[0].float()
         predicted = self.colorizer.predict(small_lightness, global_vectors=global_vector[None])
         gain, offset = fit_look(predicted[0], ab[0])
@@ -219,21 +211,46 @@ class ReferenceColorizer:
 
     def _warp(self, features: torch.Tensor, reference: _Reference, size) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame's features (C, h/4, w/4) -> the reference's a*b* warped (2, h, w) and the match confidence (1, h, w)."""
-        grid = features.shape[-2:]
-        queries = features.flatten(1).T  # (P, C)
-        warped_patches, best = [], []
-        for start in range(0, queries.shape[0], ROWS_PER_STEP):
-            similarity = queries[start:start + ROWS_PER_STEP] @ reference.features  # (rows, Q)
-            best.append(similarity.max(dim=1).values)
-            attention = torch.softmax(similarity / self.temperature, dim=1)
-            warped_patches.append(attention @ reference.patches)
-        patches = torch.cat(warped_patches).T.unsqueeze(0)  # (1, 2 * CELL * CELL, P)
-        warped = F.fold(patches, output_size=(grid[0] * CELL, grid[1] * CELL), kernel_size=CELL, stride=CELL)[0]
-        confidence = ((torch.cat(best) - self.match_floor) / (self.match_full - self.match_floor)).clamp(0, 1)
-        confidence = F.interpolate(confidence.view(1, 1, *grid), size=tuple(size), mode="bilinear", align_corners=False)[0]
-        if warped.shape[-2:] != tuple(size):
-            warped = F.interpolate(warped[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
-        return warped, confidence
+        return warp_cells(features, reference.features, reference.patches, size, self.temperature,
+                          self.match_floor, self.match_full)
+
+
+@torch.no_grad()
+def dense_features(colorizer, small_lightness: torch.Tensor) -> torch.Tensor:
+    """L at the render size (N, 1, h, w) -> normalized conv3_3 features of the shipped VGG16 (N, C, h/4, w/4), float32."""
+    backbone = colorizer.global_features
+    gray = (small_lightness.float() / 100.0).expand(-1, 3, -1, -1)
+    with colorizer._autocast():
+        features = backbone.features[:FEATURE_LAYERS](
+            ((gray - backbone.mean) / backbone.std).contiguous(memory_format=torch.channels_last))
+    return F.normalize(features.float(), dim=1)
+
+
+def cell_patches(values: torch.Tensor) -> torch.Tensor:
+    """A picture's values (C, h, w) -> one CELL x CELL patch per feature position (Q, C * CELL * CELL)."""
+    return F.unfold(values[None], kernel_size=CELL, stride=CELL)[0].T.contiguous()
+
+
+def warp_cells(features: torch.Tensor, reference_features: torch.Tensor, patches: torch.Tensor, size,
+               temperature: float = TEMPERATURE, match_floor: float = MATCH_FLOOR,
+               match_full: float = MATCH_FULL) -> tuple[torch.Tensor, torch.Tensor]:
+    """A frame's features (C, h/4, w/4) matched to a picture's (C, Q): that picture's ``patches`` (Q, K * CELL * CELL)
+    warped to the frame (K, h, w), and the match confidence (1, h, w), 0 below ``match_floor``, 1 above ``match_full``."""
+    grid = features.shape[-2:]
+    queries = features.flatten(1).T  # (P, C)
+    warped_patches, best = [], []
+    for start in range(0, queries.shape[0], ROWS_PER_STEP):
+        similarity = queries[start:start + ROWS_PER_STEP] @ reference_features  # (rows, Q)
+        best.append(similarity.max(dim=1).values)
+        attention = torch.softmax(similarity / temperature, dim=1)
+        warped_patches.append(attention @ patches)
+    patches = torch.cat(warped_patches).T.unsqueeze(0)  # (1, K * CELL * CELL, P)
+    warped = F.fold(patches, output_size=(grid[0] * CELL, grid[1] * CELL), kernel_size=CELL, stride=CELL)[0]
+    confidence = ((torch.cat(best) - match_floor) / (match_full - match_floor)).clamp(0, 1)
+    confidence = F.interpolate(confidence.view(1, 1, *grid), size=tuple(size), mode="bilinear", align_corners=False)[0]
+    if warped.shape[-2:] != tuple(size):
+        warped = F.interpolate(warped[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+    return warped, confidence
 
 
 def fit_look(predicted: torch.Tensor, true: torch.Tensor) -> tuple[float, torch.Tensor]:

@@ -421,11 +421,14 @@ class Colorizer:
         composer = self._composer()
         return self._chunked(lambda codes, chroma: composer.compose(codes, chroma, luma_format, output), luma, ab)
 
-    def colorize(self, frames: list[np.ndarray] | np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    def colorize(self, frames: list[np.ndarray] | np.ndarray, reference: np.ndarray | None = None,
+                 hints: list[np.ndarray | None] | None = None) -> np.ndarray:
         """Colorize a batch of frames (H x W x 3, uint8 or uint16, same size) with no temporal smoothing.
 
         reference: an RGB image (H x W x 3) whose colours the frames take where
         they match it, or a ``film.reference.ReferenceColorizer``.
+        hints: per frame, an RGBA hint image (its opaque pixels' colours, any
+        size of the frame's shape; see ``film/hints.py``) or None.
         """
         prepared = self.prepare(frames)
         # frames handed in together may be unrelated photos: each gets its own global features
@@ -442,4 +445,8 @@ class Colorizer:
             if not isinstance(reference, ReferenceColorizer):
                 reference = ReferenceColorizer.from_images(self, [(0.0, np.asarray(reference))])
             ab = reference.apply([None] * len(ab), prepared.small_lightness, ab, vectors)
+        if hints is not None:
+            from ..film.hints import apply_still_hints
+
+            ab = apply_still_hints(prepared.small_lightness, ab, hints)
         return self.compose(prepared.lightness, ab, prepared.max_value)

@@ -52,6 +52,7 @@ from ..film.pipeline import (
     FrameColorizer,
     LostFrameFiller,
     batched,
+    film_hints_for,
     film_references,
     keeps_luma_planes,
 )
@@ -229,7 +230,8 @@ def run_segment(job: SegmentJob, colorizer, work_dir: str | Path | None = None) 
     output = segment_path(work_dir, segment.index)
     with VideoReader(job.source) as reader:
         stream = FrameColorizer(colorizer, options.smooth, options.smooth_radius,
-                                reference=film_references(colorizer, options, reader))
+                                reference=film_references(colorizer, options, reader),
+                                hints=film_hints_for(colorizer, options, reader))
         fields = plan_fields(reader, options.deinterlace, options.codec)  # as colorize_file: same frames out
         fields.attach(reader)
         # composed as colorize_file composes the whole film, so the segments match a single run
@@ -338,6 +340,10 @@ def work_key(source, colorizer_settings: dict, options: ColorizeOptions, segment
     encoded = {k: getattr(options, k) for k in ("batch_size", "smooth", "smooth_radius", "codec", "crf", "preset",
                                                "deinterlace", "exact_lab", "pix_fmt")}
     encoded["references"] = reference_identity(options)
+    if options.hint is not None or options.hints is not None:
+        from ..film.hints import hint_identity
+
+        encoded["hints"] = hint_identity(options.hint, options.hints)
     material = {"version": PLAN_VERSION, "input": input_identity(source), "colorizer": settings,
                 "encode": encoded, "segment_seconds": float(segment_seconds)}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
