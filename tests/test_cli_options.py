@@ -1,0 +1,185 @@
+"""The options of the README's table, each run once end to end from the command line, checked for what it is for.
+
+No colorizer is patched in here: each run loads the model the command line
+builds from its own settings. Inputs are tiny (64x48, a dozen frames) and
+outputs lossless where pictures are compared (FFV1 in Matroska).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facecolor_video.cli import execute
+from facecolor_video.model import weights as weights_registry
+from facecolor_video.training.metrics import ciede2000, mean_chroma
+from tests.media import make_portrait_video, make_video, portrait_frame
+
+SMALL = ["--quiet", "--device", "cpu", "--render-size", "64"]
+LOSSLESS = ["--codec", "ffv1"]
+
+
+def _rgb(path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def _luma(path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [np.frombuffer(frame.planes[0], np.uint8).reshape(frame.planes[0].height, -1)[:, :frame.width].copy()
+                for frame in container.decode(video=0)]
+
+
+def _run(*args) -> None:
+    assert execute(["colorize", *map(str, args)]) == 0
+
+
+@pytest.fixture(scope="module")
+def gray_clip(tmp_path_factory) -> Path:
+    """The gray portrait panning, 10 frames at 10 frames/s (frame i at i/10 s)."""
+    return make_portrait_video(tmp_path_factory.mktemp("clip") / "gray.mp4", n_frames=10, frame_rate=10)
+
+
+@pytest.fixture(scope="module")
+def automatic(gray_clip, tmp_path_factory) -> list[np.ndarray]:
+    output = tmp_path_factory.mktemp("auto") / "auto.mkv"
+    _run(gray_clip, output, *SMALL, *LOSSLESS, "--smooth", "none")
+    return _rgb(output)
+
+
+def _truth(index: int) -> np.ndarray:
+    return portrait_frame(index, 64, 48)
+
+
+# ------------------------------------------------------------------ colour options
+def test_references_change_the_colour_from_their_timecode_and_not_before(gray_clip, automatic, tmp_path):
+    Image.fromarray(_truth(0)).save(tmp_path / "ref.png")
+    (tmp_path / "refs.txt").write_text("0.5 ref.png\n")
+    output = tmp_path / "guided.mkv"
+    _run(gray_clip, output, *SMALL, *LOSSLESS, "--smooth", "none", "--references", tmp_path / "refs.txt")
+    guided = _rgb(output)
+    assert len(guided) == len(automatic) == 10
+    for index in range(5):  # before 0.5 s: the automatic colours, exactly
+        assert np.array_equal(guided[index], automatic[index]), index
+    for index in range(5, 10):  # from 0.5 s: the reference's, nearer the true colours
+        gain = ciede2000(_truth(index), automatic[index]) - ciede2000(_truth(index), guided[index])
+        assert gain > 0.5, (index, gain)
+
+
+def test_reference_on_a_photo(tmp_path):
+    original = _truth(0)
+    gray = tmp_path / "gray.png"
+    Image.fromarray(portrait_frame(0, 64, 48, gray=True)).save(gray)
+    Image.fromarray(original).save(tmp_path / "ref.png")
+    _run(gray, tmp_path / "auto.png", *SMALL)
+    _run(gray, tmp_path / "guided.png", *SMALL, "--reference", tmp_path / "ref.png")
+    auto, guided = (np.asarray(Image.open(tmp_path / name).convert("RGB")) for name in ("auto.png", "guided.png"))
+    assert ciede2000(original, guided) < ciede2000(original, auto) - 0.5
+
+
+def test_chroma_gain_scales_the_colour(gray_clip, automatic, tmp_path):
+    for gain in ("0", "2"):
+        _run(gray_clip, tmp_path / f"gain{gain}.mkv", *SMALL, *LOSSLESS, "--smooth", "none", "--chroma-gain", gain)
+    none, double = _rgb(tmp_path / "gain0.mkv"), _rgb(tmp_path / "gain2.mkv")
+    assert max(mean_chroma(frame) for frame in none) < 0.6  # gray, to the rounding of YUV
+    ratio = np.mean([mean_chroma(d) for d in double]) / np.mean([mean_chroma(a) for a in automatic])
+    assert 1.6 < ratio < 2.2, ratio
+
+
+def test_model_file(gray_clip, automatic, tmp_path):
+    """--model FILE: a copy of the shipped head gives its output; a head with a*b* negated gives the negation."""
+    shipped = weights_registry.find(weights_registry.MODELS["general"])
+    copy = tmp_path / "copy.pt"
+    shutil.copy(shipped, copy)
+    _run(gray_clip, tmp_path / "copy.mkv", *SMALL, *LOSSLESS, "--smooth", "none", "--model", copy)
+    assert all(np.array_equal(a, b) for a, b in zip(_rgb(tmp_path / "copy.mkv"), automatic))
+    state = torch.load(shipped, weights_only=False)
+    last = state["state_dict"]
+    last["decoder.layers.10.weight"][:2] *= -1  # the a*b* channels of the last layer (then tanh, an odd function)
+    last["decoder.layers.10.bias"][:2] *= -1
+    negated = tmp_path / "negated.pt"
+    torch.save(state, negated)
+    _run(gray_clip, tmp_path / "negated.mkv", *SMALL, *LOSSLESS, "--smooth", "none", "--model", negated)
+    for index, (frame, auto) in enumerate(zip(_rgb(tmp_path / "negated.mkv"), automatic)):
+        assert ciede2000(_truth(index), frame) > ciede2000(_truth(index), auto), index
+
+
+def test_faces_auto_gives_a_face_a_skin_tone_that_faces_off_does_not(tmp_path):
+    from tests.test_faces import SKIN_AB, _face_ab, _wide_shot
+
+    frame, box = _wide_shot(face_height=100)
+    Image.fromarray(frame).save(tmp_path / "wide.png")
+    distances = {}
+    for mode in ("auto", "off"):
+        _run(tmp_path / "wide.png", tmp_path / f"{mode}.png", "--quiet", "--device", "cpu", "--faces", mode)
+        rgb = np.asarray(Image.open(tmp_path / f"{mode}.png").convert("RGB"))
+        distances[mode] = float(np.hypot(*(_face_ab(rgb, box) - SKIN_AB)))
+    assert distances["auto"] < 4.0 and distances["off"] - distances["auto"] >= 3.0, distances
+
+
+# ------------------------------------------------------------------ composition and encoder options
+def test_exact_lab_composes_rgb_instead_of_keeping_the_luma_plane(gray_clip, tmp_path):
+    _run(gray_clip, tmp_path / "planes.mkv", *SMALL, *LOSSLESS)
+    _run(gray_clip, tmp_path / "lab.mkv", *SMALL, *LOSSLESS, "--exact-lab")
+    source = _luma(gray_clip)
+    assert all(np.array_equal(a, b) for a, b in zip(source, _luma(tmp_path / "planes.mkv")))
+    lab = _luma(tmp_path / "lab.mkv")
+    # luma recomputed from the composed RGB: not the source's codes, but the same picture
+    assert any(not np.array_equal(a, b) for a, b in zip(source, lab))
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(source, lab)) <= 3
+
+
+def test_pix_fmt_sets_the_output_format(gray_clip, tmp_path):
+    _run(gray_clip, tmp_path / "default.mp4", *SMALL, "--preset", "ultrafast")
+    _run(gray_clip, tmp_path / "444.mp4", *SMALL, "--preset", "ultrafast", "--pix-fmt", "yuv444p")
+    for name, expected in (("default.mp4", "yuv420p"), ("444.mp4", "yuv444p")):
+        with av.open(str(tmp_path / name)) as container:
+            assert container.streams.video[0].codec_context.pix_fmt == expected, name
+
+
+def test_no_audio_leaves_no_audio_stream(tmp_path):
+    clip = make_video(tmp_path / "with_audio.mkv", n_frames=6, audio_streams=2, subtitle=True)
+    _run(clip, tmp_path / "kept.mkv", *SMALL, "--preset", "ultrafast")
+    _run(clip, tmp_path / "dropped.mkv", *SMALL, "--preset", "ultrafast", "--no-audio")
+    with av.open(str(tmp_path / "kept.mkv")) as kept, av.open(str(tmp_path / "dropped.mkv")) as dropped:
+        assert len(kept.streams.audio) == 2 and len(kept.streams.subtitles) == 1
+        assert len(dropped.streams.audio) == 0 and len(dropped.streams.subtitles) == 0
+        assert len(dropped.streams.video) == 1
+
+
+# ------------------------------------------------------------------ pipes and batch
+def test_stdin_to_stdout_in_nut(tmp_path):
+    """colorize - - --format nut, both ends piped at once, as in an FFmpeg pipeline."""
+    source = make_video(tmp_path / "in.nut", n_frames=8, gray=True, audio_streams=1, codec="ffv1")
+    result = subprocess.run([sys.executable, "-m", "facecolor_video", "colorize", "-", "-", "--format", "nut",
+                             *SMALL], input=source.read_bytes(), capture_output=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    with av.open(io.BytesIO(result.stdout), format="nut") as container:
+        assert len(container.streams.audio) == 1
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 8
+    assert np.mean([mean_chroma(frame) for frame in frames]) > 1.0  # colorized, not passed through
+
+
+def test_local_batch_without_ray(tmp_path):
+    reels = tmp_path / "reels"
+    reels.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        make_video(reels / name, n_frames=6, gray=True, audio_streams=1)
+    out = tmp_path / "colour"
+    out.mkdir()
+    assert execute(["batch", str(reels), "--output-dir", str(out), "--quiet", "--preset", "ultrafast",
+                    "--device", "cpu", "--render-size", "64"]) == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["a.mp4", "b.mp4"]
+    for name in ("a.mp4", "b.mp4"):
+        frames = _rgb(out / name)
+        assert len(frames) == 6 and np.mean([mean_chroma(frame) for frame in frames]) > 1.0
