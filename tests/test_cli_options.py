@@ -72,7 +72,7 @@ def test_references_change_the_colour_from_their_timecode_and_not_before(gray_cl
         assert np.array_equal(guided[index], automatic[index]), index
     for index in range(5, 10):  # from 0.5 s: the reference's, nearer the true colours
         gain = ciede2000(_truth(index), automatic[index]) - ciede2000(_truth(index), guided[index])
-        assert gain > 0.5, (index, gain)
+        assert gain > 1.5, (index, gain)  # measured 2.95-3.08 CIEDE2000 nearer
 
 
 def test_reference_on_a_photo(tmp_path):
@@ -83,16 +83,16 @@ def test_reference_on_a_photo(tmp_path):
     _run(gray, tmp_path / "auto.png", *SMALL)
     _run(gray, tmp_path / "guided.png", *SMALL, "--reference", tmp_path / "ref.png")
     auto, guided = (np.asarray(Image.open(tmp_path / name).convert("RGB")) for name in ("auto.png", "guided.png"))
-    assert ciede2000(original, guided) < ciede2000(original, auto) - 0.5
+    assert ciede2000(original, guided) < ciede2000(original, auto) - 2.0  # measured 4.4 nearer
 
 
 def test_chroma_gain_scales_the_colour(gray_clip, automatic, tmp_path):
     for gain in ("0", "2"):
         _run(gray_clip, tmp_path / f"gain{gain}.mkv", *SMALL, *LOSSLESS, "--smooth", "none", "--chroma-gain", gain)
     none, double = _rgb(tmp_path / "gain0.mkv"), _rgb(tmp_path / "gain2.mkv")
-    assert max(mean_chroma(frame) for frame in none) < 0.6  # gray, to the rounding of YUV
+    assert max(mean_chroma(frame) for frame in none) < 0.3  # gray (measured 0.004)
     ratio = np.mean([mean_chroma(d) for d in double]) / np.mean([mean_chroma(a) for a in automatic])
-    assert 1.6 < ratio < 2.2, ratio
+    assert 1.6 < ratio < 2.2, ratio  # measured 1.96 (clipping to sRGB takes a little)
 
 
 def test_model_file(gray_clip, automatic, tmp_path):
@@ -123,6 +123,7 @@ def test_faces_auto_gives_a_face_a_skin_tone_that_faces_off_does_not(tmp_path):
         _run(tmp_path / "wide.png", tmp_path / f"{mode}.png", "--quiet", "--device", "cpu", "--faces", mode)
         rgb = np.asarray(Image.open(tmp_path / f"{mode}.png").convert("RGB"))
         distances[mode] = float(np.hypot(*(_face_ab(rgb, box) - SKIN_AB)))
+    # measured 2.1 a*b* units from SKIN_AB with faces auto, 7.9 with faces off
     assert distances["auto"] < 4.0 and distances["off"] - distances["auto"] >= 3.0, distances
 
 
