@@ -5,7 +5,8 @@ every frame with its time, each audio stream copied byte for byte or
 converted (losslessly where the source is lossless: same decoded samples),
 seekable, and FFmpeg decodes it without an error line (where the ffmpeg
 command is installed). Segmented runs join into Matroska and decode frame for
-frame. The model is loaded once, as in test_reliability.py.
+frame. The model is loaded once, as in test_reliability.py (the settings the
+command line asks for are recorded and checked).
 """
 
 from __future__ import annotations
@@ -59,7 +60,12 @@ _COLORIZER = []
 SETTINGS = {"render_size": 32, "global_every": 8, "device": "cpu"}
 
 
-def _shared_colorizer(**_settings):
+# the settings the command line asked each colorizer for (the shared one ignores them: see the test below)
+ASKED: list[dict] = []
+
+
+def _shared_colorizer(**settings):
+    ASKED.append(settings)
     if not _COLORIZER:
         from facecolor_video.model.colorizer import Colorizer
 
@@ -70,6 +76,17 @@ def _shared_colorizer(**_settings):
 @pytest.fixture(autouse=True)
 def one_model(monkeypatch):
     monkeypatch.setattr(cli, "_make_colorizer", _shared_colorizer)
+
+
+def test_the_command_line_settings_reach_the_colorizer(tmp_path, capsys):
+    """The shared colorizer stands in for the one the command line builds: the settings it is asked for are the user's."""
+    source = make_video(tmp_path / "clip.mp4", n_frames=4, audio_streams=0)
+    ASKED.clear()
+    assert execute(["colorize", str(source), str(tmp_path / "out.mkv"), "--quiet", "--model", "general",
+                    "--device", "cpu", "--precision", "fp32", "--render-size", "48", "--global-every", "3",
+                    "--chroma-gain", "1.5", "--faces", "off"]) == 0, capsys.readouterr().err
+    assert ASKED == [{"model": "general", "device": "cpu", "precision": "fp32", "render_size": 48,
+                      "global_every": 3, "chroma_gain": 1.5, "faces": "off"}]
 
 
 @pytest.fixture(scope="module")

@@ -144,6 +144,8 @@ def one_model():
 
     colorizer = []
 
+    # every example runs with the default settings; that the command line's settings reach the
+    # colorizer is checked in test_archival.py and test_reliability.py
     def shared(**_settings):
         if not colorizer:
             colorizer.append(Colorizer(device="cpu", render_size=64))

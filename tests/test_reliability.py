@@ -21,7 +21,9 @@ input through symlink and hard link, existing output, unknown extension,
 missing output folder) are not repeated here.
 
 The model is loaded once for the module: ``cli._make_colorizer`` is patched to
-hand out one CPU colorizer at render size 64.
+hand out one CPU colorizer at render size 64, and records the settings it was
+asked for (``test_the_command_line_settings_reach_the_colorizer`` checks them;
+tests/test_cli_options.py runs the options with the colorizer they ask for).
 """
 
 from __future__ import annotations
@@ -58,7 +60,12 @@ QUIET = ["--quiet"]
 _COLORIZER = []
 
 
-def _shared_colorizer(**_settings):
+# the settings the command line asked each colorizer for (the shared one ignores them: see the test below)
+ASKED: list[dict] = []
+
+
+def _shared_colorizer(**settings):
+    ASKED.append(settings)
     if not _COLORIZER:
         from facecolor_video.model.colorizer import Colorizer
 
@@ -69,6 +76,17 @@ def _shared_colorizer(**_settings):
 @pytest.fixture(autouse=True)
 def one_model(monkeypatch):
     monkeypatch.setattr(cli, "_make_colorizer", _shared_colorizer)
+
+
+def test_the_command_line_settings_reach_the_colorizer(tmp_path, capsys):
+    """The shared colorizer stands in for the one the command line builds: the settings it is asked for are the user's."""
+    source = make_video(tmp_path / "clip.mp4", n_frames=4, audio_streams=0)
+    ASKED.clear()
+    assert execute(["colorize", str(source), str(tmp_path / "out.mkv"), "--quiet", "--model", "general",
+                    "--device", "cpu", "--precision", "fp32", "--render-size", "48", "--global-every", "3",
+                    "--chroma-gain", "1.5", "--faces", "off"]) == 0, capsys.readouterr().err
+    assert ASKED == [{"model": "general", "device": "cpu", "precision": "fp32", "render_size": 48,
+                      "global_every": 3, "chroma_gain": 1.5, "faces": "off"}]
 
 
 # Helpers that read results back with PyAV directly, not through the code under test.
