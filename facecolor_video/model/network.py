@@ -125,7 +125,7 @@ class ColorizationNet(nn.Module):
 
     def __init__(self, global_channels: int = 512, dropout: float = DEFAULT_DROPOUT, batch_norm: bool = False,
                  uncertainty: bool = False, uncertainty_strength: float = 1.0,
-                 global_input_size: int = GLOBAL_INPUT_SIZE):
+                 global_input_size: int = GLOBAL_INPUT_SIZE, confident_gain: float = 0.0):
         super().__init__()
         self.config = {"global_channels": global_channels, "dropout": dropout, "batch_norm": batch_norm}
         if uncertainty:  # only then, so that heads without it keep their config as it was
@@ -138,6 +138,11 @@ class ColorizationNet(nn.Module):
         # how hard unsure colours fade: 0 keeps the plain prediction (the colour channels are
         # trained by the colour loss alone), 1 is c^2 / (c^2 + variance)
         self.uncertainty_strength = uncertainty_strength
+        # how much stronger a colour the network is sure of comes out: the MSE mean is duller than the
+        # truth even where the hue is known; 0 leaves it as predicted
+        self.confident_gain = float(confident_gain)
+        if self.confident_gain:
+            self.config["confident_gain"] = self.confident_gain
         self.encoder = Encoder(dropout, batch_norm)
         self.fusion = Fusion(ENCODER_LAYERS[-1][1], global_channels, batch_norm)
         self.decoder = Decoder(batch_norm, uncertainty)
@@ -166,7 +171,11 @@ class ColorizationNet(nn.Module):
             return ab, log_variance
         if log_variance is None:
             return ab
-        return ab * neutral_shrink(ab, log_variance, self.uncertainty_strength)
+        certainty = neutral_shrink(ab, log_variance, self.uncertainty_strength)
+        if not self.confident_gain:
+            return ab * certainty
+        # vivid where sure, neutral where not: the certainty both fades and, where high, strengthens
+        return ab * certainty * (1 + self.confident_gain * certainty)
 
 
 def neutral_shrink(ab: torch.Tensor, log_variance: torch.Tensor, strength: float = 1.0) -> torch.Tensor:

@@ -700,8 +700,11 @@ def export_head(checkpoint: str | Path, out_path: str | Path, metadata: dict | N
     return sha256_of(out_path)
 
 
-def with_uncertainty_strength(head_path: str | Path, out_path: str | Path, strength: float) -> str:
+def with_uncertainty_strength(head_path: str | Path, out_path: str | Path, strength: float,
+                              confident_gain: float | None = None) -> str:
     """A copy of an ``uncertainty`` head that fades unsure colours with another strength (0: not at all).
+
+    ``confident_gain``: also how much stronger sure colours come out (``ColorizationNet``; None keeps the head's).
 
     The colour channels are learnt by the colour loss alone, so one training run
     gives every strength; ``eval`` chooses. Writes ``out_path`` and its .sha256; returns the sha256.
@@ -713,6 +716,10 @@ def with_uncertainty_strength(head_path: str | Path, out_path: str | Path, stren
     if not head.uncertainty:
         raise InputError(f"{head_path}: this head was trained without --uncertainty")
     config = dict(head.config, uncertainty_strength=float(strength))
+    if confident_gain is not None:
+        config.pop("confident_gain", None)
+        if confident_gain:
+            config["confident_gain"] = float(confident_gain)
     torch.save({"config": config, "state_dict": {k: v.half() if v.is_floating_point() else v
                                                   for k, v in head.state_dict().items()},
                 "metadata": metadata}, out_path)
