@@ -165,3 +165,22 @@ def test_a_campaign_head_that_does_not_match_its_hash_is_refused(tmp_path, photo
     head.write_bytes(bytes(data))
     with pytest.raises(WeightsError):
         Trainer(config, tmp_path / "run_again", progress=False)
+
+
+def test_confident_gain_strengthens_sure_colours_and_leaves_guesses():
+    from facecolor_video.model.network import neutral_shrink
+
+    torch.manual_seed(2)
+    plain = ColorizationNet(uncertainty=True, uncertainty_strength=0.5).eval()
+    vivid = ColorizationNet(uncertainty=True, uncertainty_strength=0.5, confident_gain=0.3).eval()
+    vivid.load_state_dict(plain.state_dict())
+    assert "confident_gain" not in plain.config and vivid.config["confident_gain"] == 0.3
+    lightness, vectors = torch.rand(2, 1, 32, 32) * 100, torch.rand(2, 512)
+    with torch.no_grad():
+        ab, log_variance = plain.predict(lightness, vectors)
+        certainty = neutral_shrink(ab, log_variance, 0.5)
+        assert torch.equal(plain(lightness, vectors), ab * certainty)  # no gain: as before, bit for bit
+        ratio = (vivid(lightness, vectors).norm(dim=1) / plain(lightness, vectors).norm(dim=1).clamp(min=1e-6))
+    expected = 1 + 0.3 * certainty[:, 0]
+    assert torch.allclose(ratio, expected, atol=1e-4)
+    assert ratio.max() > ratio.min()  # the strengthening follows the certainty, not a constant gain
