@@ -229,3 +229,30 @@ def test_reference_on_batch(gray_clip, tmp_path):
     assert len(frames["auto"]) == len(frames["guided"]) == 10
     gains = [ciede2000(_truth(i), a) - ciede2000(_truth(i), g) for i, (a, g) in enumerate(zip(*frames.values()))]
     assert min(gains) > 1.5, gains  # as the same reference on colorize: about 3 nearer
+
+
+def test_reference_all_shots_takes_the_reference_into_a_shot_it_does_not_match(tmp_path):
+    """Two shots, the reference matching the first: only --reference-all-shots changes the second one."""
+    from facecolor_video.training.evaluate import to_gray_rgb
+
+    with Image.open(Path(__file__).parent / "data" / "ex_p0.png") as image:
+        other = to_gray_rgb(np.asarray(image.convert("RGB").resize((64, 48), Image.Resampling.BICUBIC)))
+    pictures = [portrait_frame(index, 64, 48, gray=True) for index in range(5)] + [other] * 5
+    clip = tmp_path / "two_shots.mkv"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p"
+        for index, picture in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    Image.fromarray(_truth(0)).save(tmp_path / "ref.png")
+    runs = {}
+    for name, extra in (("matching", []), ("all", ["--reference-all-shots"])):
+        _run(clip, tmp_path / f"{name}.mkv", *SMALL, *LOSSLESS, "--smooth", "none", "--reference",
+             tmp_path / "ref.png", *extra)
+        runs[name] = _rgb(tmp_path / f"{name}.mkv")
+    assert all(np.array_equal(a, b) for a, b in zip(runs["matching"][:5], runs["all"][:5]))
+    # measured 0.57 codes a pixel on average: the portrait's colours on a picture they barely match
+    assert all(np.abs(a.astype(int) - b).mean() > 0.25 for a, b in zip(runs["matching"][5:], runs["all"][5:]))
