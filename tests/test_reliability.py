@@ -79,7 +79,7 @@ def one_model(monkeypatch):
 
 
 def test_the_command_line_settings_reach_the_colorizer(tmp_path, capsys):
-    """The shared colorizer stands in for the one the command line builds: the settings it is asked for are the user's."""
+    """The shared colorizer stands in for the one the command line builds: it is asked for the user's settings."""
     source = make_video(tmp_path / "clip.mp4", n_frames=4, audio_streams=0)
     ASKED.clear()
     assert execute(["colorize", str(source), str(tmp_path / "out.mkv"), "--quiet", "--model", "general",
