@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..media.planes import MATRIX_COEFFICIENTS, PlaneFormat
-from .color import _EPSILON, _KAPPA, lab_to_rgb, srgb_to_linear
+from .color import lab_curve, lab_to_rgb, srgb_to_linear
 
 
 def lightness_of_codes(layout: PlaneFormat, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -33,8 +33,7 @@ def lightness_of_codes(layout: PlaneFormat, device: torch.device | str = "cpu") 
         gray = (codes - 16 * scale) / (219 * scale)
     # a gray sRGB value's relative luminance is its linear value (the XYZ row sums to 1)
     luminance = srgb_to_linear(gray.clamp(0, 1))
-    curve = torch.where(luminance > _EPSILON, luminance.clamp(min=_EPSILON) ** (1 / 3), _KAPPA * luminance + 16 / 116)
-    return (116 * curve - 16).float().to(device)
+    return (116 * lab_curve(luminance) - 16).float().to(device)
 
 
 def chroma_matrix(layout: PlaneFormat) -> tuple[torch.Tensor, float, float]:

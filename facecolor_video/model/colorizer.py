@@ -33,9 +33,8 @@ from . import weights as weights_registry
 from .backbone import GlobalFeatures, build_global_features, load_face_prior
 from .chroma import ChromaComposer, lightness_from_luma
 from .color import (
-    _EPSILON,
-    _KAPPA,
-    _RGB_TO_XYZ,
+    RGB_TO_XYZ,
+    lab_curve,
     lab_to_rgb,
     rgb_to_lightness,
     srgb_to_linear,
@@ -152,7 +151,7 @@ class Colorizer:
         )
         # sRGB code value -> linear light, so 8-bit frames skip the gamma curve (same values)
         self._linear_lut = srgb_to_linear(torch.arange(256, dtype=torch.float32) / 255.0).to(self.device)
-        self._luminance_row = _RGB_TO_XYZ[1].clone().to(self.device)
+        self._luminance_row = RGB_TO_XYZ[1].clone().to(self.device)
         # Largest batch the device took after an out-of-memory error (None: no limit seen yet).
         self.chunk_limit: int | None = None
         self.oom_retries = 0
@@ -248,8 +247,7 @@ class Colorizer:
         count, height, width, _ = codes.shape
         linear = self._linear_lut.index_select(0, codes.reshape(-1).int()).view(count, height, width, 3)
         luminance = (linear @ self._luminance_row).unsqueeze(1)
-        curve = torch.where(luminance > _EPSILON, luminance.clamp(min=_EPSILON) ** (1 / 3), _KAPPA * luminance + 16 / 116)
-        return curve.mul_(116).sub_(16)
+        return lab_curve(luminance).mul_(116).sub_(16)
 
     def _chunked(self, function: Callable, *tensors: torch.Tensor):
         """``function(*tensors)``, split along the batch when the device runs out of memory.

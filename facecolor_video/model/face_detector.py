@@ -25,7 +25,7 @@ from torchvision.ops import nms
 
 from ..errors import WeightsError
 from . import weights as weights_registry
-from .color import _EPSILON, _KAPPA, linear_to_srgb
+from .color import lightness_to_luminance, linear_to_srgb
 
 STRIDES = (8, 16, 32)
 LANDMARKS = 5  # right eye, left eye, nose tip, right and left mouth corners (as seen in the image)
@@ -199,9 +199,7 @@ def decode(outputs: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, torch
 
 def lightness_to_gray(lightness: torch.Tensor) -> torch.Tensor:
     """L (N, 1, H, W), 0..100 -> the sRGB gray value 0..255 of a colourless pixel with that L."""
-    f = (lightness.float() + 16) / 116
-    luminance = torch.where(f ** 3 > _EPSILON, f ** 3, (f - 16 / 116) / _KAPPA)
-    return linear_to_srgb(luminance).clamp(0, 1) * 255
+    return linear_to_srgb(lightness_to_luminance(lightness.float())).clamp(0, 1) * 255
 
 
 class FaceDetector:
