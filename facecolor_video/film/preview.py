@@ -26,12 +26,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import DecodeError, OutputError
-from ..media.outputs import check_output_path, output_kind
+from ..media.outputs import check_output_path, output_kind, temporary_path_for
 from ..media.video import (
     VideoFrame,
     VideoReader,
     VideoWriter,
-    _temporary_path,
     decoded_to_video_frame,
 )
 from .reference import load_references
@@ -315,7 +314,7 @@ def _line_height(font) -> int:
 
 
 def _save_atomically(image: Image.Image, destination: Path) -> None:
-    temporary = _temporary_path(destination)
+    temporary = temporary_path_for(destination)
     image_format = Image.registered_extensions().get(destination.suffix.lower())
     if image_format is None:
         raise OutputError(f"{destination}: Pillow cannot write {destination.suffix} images; use .png")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -89,6 +91,23 @@ def _size(count: int) -> str:
             return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} TiB"
+
+
+def temporary_path_for(destination: Path) -> Path:
+    """Where a file is written before it is renamed to ``destination``.
+
+    Same folder (so os.replace is atomic) and same extension (so the muxer is
+    chosen right); hidden, and marked so a leftover is recognisable.
+    """
+    token = secrets.token_hex(4)
+    return destination.with_name(f".{destination.stem}.partial-{token}{destination.suffix}")
+
+
+def write_json_atomic(path: Path, value) -> None:
+    """``value`` as JSON at ``path``, through a temporary file: a reader sees the old file or the new, whole."""
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text(json.dumps(value, indent=1, default=str))
+    os.replace(temporary, path)
 
 
 def pipe_format(name: str | None, destination="-") -> str:

@@ -11,7 +11,6 @@ import bisect
 import errno
 import itertools
 import os
-import secrets
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
@@ -36,6 +35,7 @@ from .outputs import (
     VIDEO_CONTAINERS,
     output_kind,
     pipe_format,
+    temporary_path_for,
 )
 from .streams import (
     TRIAL_PACKETS,
@@ -459,13 +459,6 @@ def _reason(error: BaseException) -> str:
     return str(error)
 
 
-def _temporary_path(destination: Path) -> Path:
-    # Same folder (so os.replace is atomic) and same extension (so the muxer is
-    # chosen right); hidden, and marked so a leftover is recognisable.
-    token = secrets.token_hex(4)
-    return destination.with_name(f".{destination.stem}.partial-{token}{destination.suffix}")
-
-
 # Hardware encoders FFmpeg may offer, and what each needs at run time.
 HARDWARE_ENCODERS = {
     "h264_nvenc": "an NVIDIA GPU and its driver",
@@ -592,7 +585,7 @@ class VideoWriter:
         self.frames_written = 0
         # Frames whose pts was missing or not after the previous one, and was moved.
         self.pts_adjusted = 0
-        self.temporary_path = Path("pipe:1") if self.to_stdout else _temporary_path(self.path)
+        self.temporary_path = Path("pipe:1") if self.to_stdout else temporary_path_for(self.path)
         self._container = None
         self._stream = None
         self._copier: StreamCopier | None = None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import FacecolorError, OutputError
 from ..film.pipeline import ColorizeOptions, ColorizeReport, colorize_file
-from ..media.outputs import VIDEO_CONTAINERS, OutputLock, check_output_path, space_warning
+from ..media.outputs import VIDEO_CONTAINERS, OutputLock, check_output_path, space_warning, write_json_atomic
 from ..media.video import VideoReader, plan_for
 from .executors import run_jobs
 from .join import join_segments
@@ -26,7 +26,6 @@ from .segments import (
     DEFAULT_SEGMENT_SECONDS,
     SegmentJob,
     SegmentPlan,
-    _write_json_atomic,
     lead_in_frames,
     plan_segments,
     prepare_work_folder,
@@ -108,7 +107,7 @@ def _prepare_film(source, destination, colorizer_settings, options, segment_seco
     except BaseException:
         lock.release()
         raise
-    _write_json_atomic(folder / "plan.json", {
+    write_json_atomic(folder / "plan.json", {
         "key": key, "source": str(source), "destination": str(destination),
         "segments": [asdict(s) for s in plan.segments], "time_base": str(plan.time_base),
     })

@@ -11,7 +11,8 @@ import av
 
 from ..errors import EncodeError
 from ..media.outputs import MUXER_OPTIONS, VIDEO_CONTAINERS
-from ..media.video import VideoReader, _temporary_path, copier_for, plan_for
+from ..media.outputs import temporary_path_for
+from ..media.video import VideoReader, copier_for, plan_for
 
 
 def join_segments(
@@ -27,7 +28,7 @@ def join_segments(
     """
     destination = Path(destination)
     container_format = VIDEO_CONTAINERS[destination.suffix.lower()]
-    temporary = _temporary_path(destination)
+    temporary = temporary_path_for(destination)
     output = copier = None
     try:
         with VideoReader(source) as reader:

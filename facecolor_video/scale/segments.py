@@ -59,7 +59,8 @@ from ..film.pipeline import (
 from ..film.shot_features import ANCHOR_WINDOW
 from ..film.temporal import SceneCutDetector
 from ..media.fields import plan_fields
-from ..media.video import VideoFrame, VideoReader, VideoWriter, _temporary_path
+from ..media.outputs import temporary_path_for, write_json_atomic
+from ..media.video import VideoFrame, VideoReader, VideoWriter
 
 DEFAULT_SEGMENT_SECONDS = 20.0
 # 2: segment files are MP4 whatever the output (a folder of version 1 is started afresh)
@@ -270,7 +271,7 @@ def run_segment(job: SegmentJob, colorizer, work_dir: str | Path | None = None) 
         "frames_decoded": segment.decode_to - segment.decode_from,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    _write_json_atomic(record_path(work_dir, segment.index), record)
+    write_json_atomic(record_path(work_dir, segment.index), record)
     return record
 
 
@@ -301,20 +302,14 @@ def _numbered(frames: Iterable, first: int, stop: int) -> Iterator:
         yield frame
 
 
-def _write_json_atomic(path: Path, value) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(json.dumps(value, indent=1, default=str))
-    os.replace(temporary, path)
-
-
 def commit_segment(work_dir: str | Path, record: dict, data: bytes) -> None:
     """Write a segment made elsewhere (a Ray worker) into the work folder: file first, record last."""
     work_dir = Path(work_dir)
     target = work_dir / record["file"]
-    temporary = _temporary_path(target)
+    temporary = temporary_path_for(target)
     temporary.write_bytes(data)
     os.replace(temporary, target)
-    _write_json_atomic(record_path(work_dir, record["index"]), record)
+    write_json_atomic(record_path(work_dir, record["index"]), record)
 
 
 # ---------------------------------------------------------------- the work folder
