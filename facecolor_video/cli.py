@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .errors import FacecolorError
+from .errors import FacecolorError, UsageError
 from .settings import DEVICES, FACE_MODES, PRECISIONS, SETTINGS, SMOOTH_MODES
 
 
@@ -589,7 +589,7 @@ def execute(argv: list[str] | None = None) -> int:
         if os.environ.get("FACECOLOR_DEBUG"):
             raise
         click.echo(f"error: {error}", err=True)
-        return 1
+        return 2 if isinstance(error, UsageError) else 1
     finally:
         signal.signal(signal.SIGTERM, previous)
         library_log.removeHandler(warnings_printer)

@@ -5,6 +5,10 @@ class FacecolorError(Exception):
     """Base class for every error a user can cause and fix."""
 
 
+class UsageError(FacecolorError):
+    """The command was given the wrong arguments (the command line exits with 2, as for its own usage errors)."""
+
+
 class InputError(FacecolorError):
     """The input path is missing, a directory, empty, or not readable media."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import FacecolorError, OutputError
+from ..errors import FacecolorError, OutputError, UsageError
 from ..film.pipeline import ColorizeOptions, colorize_file
 from ..media.outputs import VIDEO_CONTAINERS, check_output_path, output_kind
 from ..media.video import VideoReader, plan_for
@@ -17,9 +17,9 @@ def plan_outputs(paths: tuple[Path, ...], output_dir: Path | None, output_format
     """(input, output) pairs: ``IN OUT``, or every path into ``output_dir`` with the same stem."""
     if output_dir is None:
         if len(paths) != 2:
-            raise click.UsageError("give IN and OUT, or several inputs with --output-dir DIR")
+            raise UsageError("give IN and OUT, or several inputs with --output-dir DIR")
         if output_format and str(paths[1]) != "-":
-            raise click.UsageError("--format goes with --output-dir, or with - (stdout) as OUT")
+            raise UsageError("--format goes with --output-dir, or with - (stdout) as OUT")
         return [(paths[0], paths[1])]
     if not output_dir.is_dir():
         raise OutputError(f"{output_dir}: output folder does not exist")

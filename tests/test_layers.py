@@ -1,0 +1,100 @@
+"""The package's layers point one way; PyAV stays in media, click in the command line; no underscore names cross modules.
+
+Read from the source with ``ast``, so the check costs nothing and runs
+everywhere. ``KNOWN`` lists what still breaks a rule, each with where it is
+to go: a new break fails the test, and so does an entry that no longer breaks
+anything (the list only shrinks).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "facecolor_video"
+# lower numbers are lower layers; a module may import its own layer and those below
+LAYERS = {"errors": 0, "settings": 0, "devices": 0, "media": 1, "model": 2, "film": 3,
+          "scale": 4, "training": 4, "bench": 4, "cli": 5, "__main__": 5, "__init__": 5}
+LIBRARY_HOMES = {"av": "media", "click": "cli"}
+
+KNOWN = {
+    # the stills path (faces, references and hints on photos) is to move to film/
+    ("model/colorizer.py", "upward import facecolor_video.film.faces"),
+    ("model/colorizer.py", "upward import facecolor_video.film.reference"),
+    ("model/colorizer.py", "upward import facecolor_video.film.hints"),
+    # the preview's frame sampler and the segment join are to move under media/
+    ("film/preview.py", "imports av"),
+    ("scale/join.py", "imports av"),
+    ("scale/segments.py", "imports av"),
+    # batch's report printing is to move to the command line
+    ("scale/batch.py", "imports click"),
+}
+
+
+def _module_name(path: Path) -> list[str]:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def _layer(module: list[str]) -> int | None:
+    return LAYERS.get(module[1] if len(module) > 1 else "__init__")
+
+
+def _imports(path: Path):
+    """(imported module as a dotted name, names imported from it) for every import in the file."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, []
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield target, [alias.name for alias in node.names]
+
+
+def breaks() -> set[tuple[str, str]]:
+    found = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = str(path.relative_to(PACKAGE))
+        module = _module_name(path)
+        own_layer = _layer(module)
+        for target, names in _imports(path):
+            top = target.split(".")[0]
+            if top in LIBRARY_HOMES and (len(module) < 2 or module[1] != LIBRARY_HOMES[top]):
+                found.add((where, f"imports {top}"))
+            if top != "facecolor_video":
+                continue
+            target_layer = _layer(target.split("."))
+            if own_layer is not None and target_layer is not None and target_layer > own_layer:
+                found.add((where, f"upward import {target}"))
+            for name in names:
+                if name.startswith("_") and not name.startswith("__"):
+                    found.add((where, f"imports the private {target}.{name}"))
+    return found
+
+
+def test_no_new_break_of_the_layering_rules():
+    new = breaks() - KNOWN
+    assert not new, "\n".join(f"{where}: {what}" for where, what in sorted(new))
+
+
+def test_the_list_of_known_breaks_only_shrinks():
+    mended = KNOWN - breaks()
+    assert not mended, "no longer broken, remove from KNOWN: " + ", ".join(f"{w}: {x}" for w, x in sorted(mended))
+
+
+def test_the_check_sees_a_break(tmp_path, monkeypatch):
+    # a model module that reached up into film and for a private name would be caught
+    fake = tmp_path / "facecolor_video"
+    (fake / "model").mkdir(parents=True)
+    (fake / "model" / "bad.py").write_text("import av\nfrom ..film.pipeline import _private\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    assert breaks() == {("model/bad.py", "imports av"),
+                        ("model/bad.py", "upward import facecolor_video.film.pipeline"),
+                        ("model/bad.py", "imports the private facecolor_video.film.pipeline._private")}
