@@ -327,28 +327,37 @@ class HintColorizer:
     def apply(self, frames: Sequence, small_lightness: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         """Predicted a*b* (N, 2, h, w) of ``frames`` -> with the corrections of the hints of their shots added."""
         out = ab.clone()
-        features = None
+        carried = []  # rows whose correction is carried from a hinted frame by the feature match
         for row, frame in enumerate(frames):
             index = getattr(frame, "index", None)
             hinted_here = [] if index is None else self.active(index)
-            if not hinted_here:
-                continue
-            lightness, frame_ab = small_lightness[row].cpu(), ab[row].cpu()
             exact = [hinted for hinted in hinted_here if hinted.index == index]
             if exact:
-                correction = self._spread(exact[0], lightness, frame_ab)
-            else:
-                if features is None:
-                    features = dense_features(self.colorizer, small_lightness).cpu()
-                total = torch.zeros_like(frame_ab)
-                strength = torch.zeros_like(frame_ab[:1])
-                for hinted in hinted_here:
-                    warped, confidence = warp_cells(features[row], hinted.features, hinted.patches, ab.shape[-2:])
-                    total += confidence * warped
-                    strength += confidence
-                correction = total / strength.clamp(min=1.0)
-            out[row] = ab[row] + correction.to(ab.device)
+                correction = self._spread(exact[0], small_lightness[row].cpu(), ab[row].cpu())
+                out[row] = ab[row] + correction.to(ab.device)
+            elif hinted_here:
+                carried.append(row)
+        if carried:
+            # the conv3_3 pass and the match cost about as much as the head: split across the cores like it
+            indices = torch.tensor([frames[row].index for row in carried])
+            out[carried] = ab[carried] + self.colorizer.in_parts(self._carry, small_lightness[carried], indices)
         return out
+
+    @torch.no_grad()
+    def _carry(self, small_lightness: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Frames' L (n, 1, h, w) and positions -> the corrections (n, 2, h, w) of their shots' hints, carried."""
+        features = dense_features(self.colorizer, small_lightness).cpu()
+        corrections = torch.zeros(small_lightness.shape[0], 2, *small_lightness.shape[-2:])
+        for row in range(small_lightness.shape[0]):
+            total = torch.zeros(2, *small_lightness.shape[-2:])
+            strength = torch.zeros(1, *small_lightness.shape[-2:])
+            for hinted in self.active(int(indices[row])):
+                warped, confidence = warp_cells(features[row], hinted.features, hinted.patches,
+                                                small_lightness.shape[-2:])
+                total += confidence * warped
+                strength += confidence
+            corrections[row] = total / strength.clamp(min=1.0)
+        return corrections.to(small_lightness.device)
 
 
 def film_hints(colorizer, source: str | Path, hint=None, hints=None, start_time: float = 0.0) -> HintColorizer | None:
