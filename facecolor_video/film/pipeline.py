@@ -8,6 +8,7 @@ back (until the shot's next anchor), and the smoother ``radius`` frames.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from ..devices import usable_cores
 from ..errors import InputError
 from ..media.fields import plan_fields
-from ..media.outputs import check_output_path, output_kind
+from ..media.outputs import check_output_path, output_kind, space_warning
 from ..media.planes import PlaneFormat, YuvPlanes, convert_luma
 from ..media.prefetch import BackgroundWriter, Prefetcher
 from ..media.video import STDIO, VideoFrame, VideoReader, VideoWriter
@@ -33,6 +34,9 @@ from .hints import HintColorizer, film_hints
 from .reference import ReferenceColorizer, load_references
 from .shot_features import ANCHOR_WINDOW, ShotGlobalFeatures
 from .temporal import SceneCutDetector, TemporalSmoother
+
+# warnings a user must see before a long run ends (the command line prints them as they come)
+log = logging.getLogger("facecolor_video")
 
 
 @dataclass
@@ -311,6 +315,9 @@ def colorize_file(
         colorizer = colorizer or Colorizer()
         if on_start is not None:
             on_start(reader)
+        short_of_space = space_warning(reader, destination, options.crf)
+        if short_of_space:  # before the hours of work, not after them
+            log.warning(short_of_space)
         stream = FrameColorizer(colorizer, options.smooth if not reader.is_image else "none", options.smooth_radius,
                                 reference=film_references(colorizer, options, reader), faces_debug=options.faces_debug,
                                 hints=film_hints_for(colorizer, options, reader))
