@@ -43,6 +43,25 @@ def descendants(pid: int) -> dict[int, str]:
     return found
 
 
+def kill_mid_run(run: subprocess.Popen, victims, started) -> str:
+    """SIGKILL the last of ``victims(descendants)`` once there is one and ``started()``; the run's stderr."""
+    try:
+        deadline = time.monotonic() + 120
+        chosen = []
+        while time.monotonic() < deadline and run.poll() is None:
+            chosen = victims(descendants(run.pid))
+            if chosen and started():  # mid-run: a segment has landed
+                break
+            time.sleep(0.1)
+        assert chosen, "the process to kill was never seen at work"
+        os.kill(chosen[-1], signal.SIGKILL)
+        return run.communicate(timeout=120)[1]
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
 def frame_count(path: Path) -> int:
     with av.open(str(path)) as container:
         return sum(1 for packet in container.demux(video=0) if packet.size)
@@ -64,22 +83,8 @@ def test_ray_raylet_killed_mid_batch_gives_one_line_and_resume_finishes(tmp_path
     environment = dict(os.environ, RAY_DISABLE_USAGE_STATS="1", RAY_USAGE_STATS_ENABLED="0")
     run = subprocess.Popen(cli(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env=environment, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        raylet = None
-        while time.monotonic() < deadline and run.poll() is None:
-            raylet = next((pid for pid, name in descendants(run.pid).items() if name == "raylet"), None)
-            # wait until Ray runs tasks (a segment landed), so that the fault comes mid-run
-            if raylet is not None and list(out.glob(".*/seg_*")):
-                break
-            time.sleep(0.2)
-        assert raylet is not None, "Ray's raylet never started"
-        os.kill(raylet, signal.SIGKILL)
-        _, stderr = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+    stderr = kill_mid_run(run, lambda found: [pid for pid, name in found.items() if name == "raylet"],
+                          lambda: bool(list(out.glob(".*/seg_*"))))
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 1, stderr
     assert "Traceback" not in stderr, stderr
@@ -103,22 +108,9 @@ def test_a_dead_worker_process_is_one_line_and_resume_finishes(tmp_path):
                  "--render-size", "32", "--device", "cpu", "--preset", "ultrafast", "-q"]
     run = subprocess.Popen(cli(*arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        worker = None
-        while time.monotonic() < deadline and run.poll() is None:
-            workers = [pid for pid, name in descendants(run.pid).items() if name.startswith("python")]
-            if len(workers) >= 2 and list(tmp_path.glob(".*/seg_*")):
-                worker = workers[-1]
-                break
-            time.sleep(0.1)
-        assert worker is not None, "no worker process was seen at work"
-        os.kill(worker, signal.SIGKILL)
-        _, stderr = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+    # the pool's workers: once two are up and a segment landed, one of them is at work
+    stderr = kill_mid_run(run, lambda found: [pid for pid, name in found.items() if name.startswith("python")][1:],
+                          lambda: bool(list(tmp_path.glob(".*/seg_*"))))
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 1, stderr
     assert "Traceback" not in stderr, stderr

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..film.hint_preview import strokes_over
 from ..film.hints import Hint, HintColorizer
 from ..film.pipeline import FrameColorizer, batched
 from ..media.video import VideoFrame, VideoReader
@@ -43,20 +44,6 @@ def hint_patches(rgb: np.ndarray, count: int, seed: int = SEED, size: int = PATC
         hint[top:top + size, left:left + size, :3] = rgb[top:top + size, left:left + size]
         hint[top:top + size, left:left + size, 3] = 255
     return hint
-
-
-def draw_hints(gray: np.ndarray, hint: np.ndarray) -> np.ndarray:
-    """The gray picture with the hint's strokes painted over it, each outlined in black (for sheets)."""
-    drawn = gray.copy()
-    opaque = hint[..., 3] >= 128
-    outline = np.zeros_like(opaque)
-    outline[1:] |= opaque[:-1]
-    outline[:-1] |= opaque[1:]
-    outline[:, 1:] |= opaque[:, :-1]
-    outline[:, :-1] |= opaque[:, 1:]
-    drawn[outline & ~opaque] = 0
-    drawn[opaque] = hint[..., :3][opaque]
-    return drawn
 
 
 def evaluate_image_hints(colorizer: Colorizer, folders, counts: Sequence[int], limit: int | None = None,
@@ -86,7 +73,7 @@ def evaluate_image_hints(colorizer: Colorizer, folders, counts: Sequence[int], l
             colourful[count].append(metrics.colorfulness(output))
             outputs[count] = (output, hint)
         if keep and number % max(1, len(paths) // keep) == 0 and len(rows) < keep:
-            rows.append((gray, outputs[0][0], draw_hints(gray, outputs[max(counts)][1]), outputs[max(counts)][0],
+            rows.append((gray, outputs[0][0], strokes_over(gray, outputs[max(counts)][1]), outputs[max(counts)][0],
                          original))
     truth = float(np.mean(truth_colourful))
     results = {}
@@ -160,7 +147,7 @@ def evaluate_video_hints(colorizer: Colorizer, video: Path, counts: Sequence[int
         if keep and count == max(counts):
             picked = [i * len(outputs) // keep for i in range(min(keep, len(outputs)))]
             extra["sheet_rows"] = [(grays[i].rgb, automatic_outputs[i],
-                                    draw_hints(grays[i].rgb, hint_patches(originals[0], count, seed)) if i == 0
+                                    strokes_over(grays[i].rgb, hint_patches(originals[0], count, seed)) if i == 0
                                     else grays[i].rgb, outputs[i], originals[i]) for i in picked]
     return EvalResult(f"video with hints on its first frame: {video} ({len(originals)} frames, --smooth {smooth})",
                       results, extra)
