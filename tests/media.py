@@ -194,7 +194,7 @@ def mux_silence(container, stream) -> None:
 def make_image(path, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> Path:
     """Write one still image of the pattern and return its path.
 
-    mode: 'L' (gray), 'RGB', 'RGBA' (alpha is a horizontal ramp), 'CMYK' (JPEG
+    mode: 'L' (gray), 'RGB', 'RGBA' (alpha is a horizontal ramp, opaque at the left), 'CMYK' (JPEG
     only), 'I;16' (16-bit gray PNG), 'RGB16' or 'RGBA16' (16 bits per channel
     PNG, written with PyAV because Pillow cannot). The format follows the
     extension: png, jpg/jpeg, webp, tif/tiff, bmp.
@@ -202,7 +202,8 @@ def make_image(path, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> Pat
     path = Path(path)
     width, height = size
     rgb = pattern_frame(3, width, height)
-    alpha = np.tile(np.linspace(0, 255, width).round().astype(np.uint8), (height, 1))
+    # from opaque at the left: a one-pixel-wide image is opaque, not wholly transparent (whose colour is undefined)
+    alpha = np.tile(np.linspace(255, 0, width).round().astype(np.uint8), (height, 1))
     if mode in ("RGB16", "RGBA16"):
         _write_png16(path, rgb, alpha if mode == "RGBA16" else None)
         return path
