@@ -40,3 +40,20 @@ def test_head_split_across_cores_gives_the_same_colours():
         result = split.colorize(frames).astype(np.int16)
     assert split._head_pool is not None and whole._head_pool is None
     assert np.abs(result - expected).max() <= 1
+
+
+def test_a_sliver_gets_the_same_colours_every_time():
+    """A 1-pixel-wide picture renders 8 wide: the network pads it, so its colours are the same at every call.
+
+    Unpadded, the CPU's bfloat16 convolutions gave different a*b* on each call here (sometimes NaN: a black picture).
+    """
+    import torch
+
+    colorizer = Colorizer(render_size=64, faces="off")
+    sliver = _photo(3, size=(37, 1))
+    small = colorizer.prepare(sliver[None]).small_lightness
+    assert tuple(small.shape[-2:]) == (40, 8)
+    vectors = colorizer.global_vectors(small, [True])
+    runs = [colorizer.predict(small, global_vectors=vectors) for _ in range(12)]
+    assert all(bool(torch.isfinite(run).all()) for run in runs)
+    assert all(torch.equal(run, runs[0]) for run in runs)

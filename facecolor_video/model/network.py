@@ -33,6 +33,10 @@ FUSION_CHANNELS = 256
 # nearest-neighbour upsampling. The last convolution (to a*b*) has tanh.
 DECODER_LAYERS = [128, "up", 64, 64, "up", 32, 2, "up"]
 SIZE_MULTIPLE = 8  # three stride-2 convolutions in the encoder
+# The smallest side the network runs at (smaller inputs are padded): a side of 8 leaves one column after the
+# encoder, and the CPU's bfloat16 convolutions then gave different a*b* at each call on the same 8-wide input
+# (sometimes NaN, a black picture); from 16 on they are the same every time.
+MIN_SIDE = 16
 GLOBAL_INPUT_SIZE = 224  # VGG16's input size for the global vector, unless a head's config says otherwise
 
 
@@ -150,8 +154,8 @@ class ColorizationNet(nn.Module):
     def predict(self, lightness: torch.Tensor, global_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(a*b* in Lab units (N, 2, H, W), log-variance of a*b* / AB_SCALE (N, 1, H, W) or None)."""
         height, width = lightness.shape[-2:]
-        pad_h = -height % SIZE_MULTIPLE
-        pad_w = -width % SIZE_MULTIPLE
+        pad_h = max(MIN_SIDE, height + -height % SIZE_MULTIPLE) - height
+        pad_w = max(MIN_SIDE, width + -width % SIZE_MULTIPLE) - width
         x = lightness / 100.0 - 0.5
         if pad_h or pad_w:
             # replicate, not zeros: a black border would be coloured like a black object
