@@ -34,9 +34,9 @@ from facecolor_video.media.fields import (
     split_fields,
 )
 from facecolor_video.media.outputs import VIDEO_CONTAINERS
+from facecolor_video.media.segment_files import join_segments
 from facecolor_video.media.video import VideoFrame, VideoReader, plan_for
 from facecolor_video.scale.films import colorize_segmented
-from facecolor_video.scale.join import join_segments
 from facecolor_video.scale.segments import (
     SegmentJob,
     lead_in_frames,

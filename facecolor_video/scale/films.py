@@ -18,9 +18,9 @@ from pathlib import Path
 from ..errors import FacecolorError, OutputError
 from ..film.pipeline import ColorizeOptions, ColorizeReport, colorize_file
 from ..media.outputs import VIDEO_CONTAINERS, OutputLock, check_output_path, space_warning, write_json_atomic
+from ..media.segment_files import join_segments
 from ..media.video import VideoReader, plan_for
 from .executors import run_jobs
-from .join import join_segments
 from .segments import (
     COLORIZER_KEYS,
     DEFAULT_SEGMENT_SECONDS,

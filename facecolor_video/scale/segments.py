@@ -44,8 +44,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
-
 from ..errors import DecodeError
 from ..film.pipeline import (
     ColorizeOptions,
@@ -60,6 +58,7 @@ from ..film.shot_features import ANCHOR_WINDOW
 from ..film.temporal import SceneCutDetector
 from ..media.fields import plan_fields
 from ..media.outputs import temporary_path_for, write_json_atomic
+from ..media.segment_files import scan_packets
 from ..media.video import VideoFrame, VideoReader, VideoWriter
 
 DEFAULT_SEGMENT_SECONDS = 20.0
@@ -105,20 +104,6 @@ class SegmentPlan:
     time_base: Fraction
     frame_count: int
     segments: list[Segment]
-
-
-def scan_packets(path: str | Path) -> tuple[list[int | None], set[int], Fraction]:
-    """pts of every video packet (file order) and the pts of the keyframes; no decoding."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        pts_list, keyframes = [], set()
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue  # the demuxer's final flush packet
-            pts_list.append(packet.pts)
-            if packet.is_keyframe and packet.pts is not None:
-                keyframes.add(packet.pts)
-        return pts_list, keyframes, Fraction(stream.time_base)
 
 
 def lead_in_frames(options: ColorizeOptions, global_every: int) -> int:
