@@ -143,6 +143,62 @@ def _make_colorizer(model, device, precision, render_size, global_every, chroma_
                      global_every=global_every, chroma_gain=chroma_gain, faces=faces)
 
 
+class _FileProgress:
+    """One progress bar per input, sized from its reader; none for images or with --quiet."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+
+    def start(self, source: Path, reader) -> None:
+        from tqdm import tqdm
+
+        self.close()
+        if not self.quiet and not reader.is_image:
+            self.bar = tqdm(total=reader.frame_count or None, unit="frame", desc=source.name, dynamic_ncols=True)
+
+    def update(self, frames: int) -> None:
+        if self.bar is not None:
+            self.bar.update(frames)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _print_film_report(report, quiet: bool) -> None:
+    """The notices of a finished film, and unless quiet its frames and time (and segments, when cut into some)."""
+    for notice in report.notices:
+        click.echo(f"note: {notice}", err=True)
+    if not quiet:
+        extra = ""
+        if getattr(report, "segments", 0):
+            extra = f" ({report.segments_run} segment(s) colorized, {report.segments_skipped} kept from before)"
+        click.echo(f"{report.destination}: {report.frames_written} frame(s) in {report.seconds:.1f} s{extra}", err=True)
+
+
+def _colorize_segmented(jobs, colorizer_settings: dict, options, quiet: bool, **run_options) -> int:
+    """colorize_many_segmented with one progress bar for all films, and their reports printed as they finish."""
+    from tqdm import tqdm
+
+    from .scale.batch import colorize_many_segmented
+
+    bar = None if quiet else tqdm(total=None, unit="frame", desc="colorize", dynamic_ncols=True)
+    try:
+        return colorize_many_segmented(jobs, colorizer_settings, options,
+                                       progress=bar.update if bar is not None else None,
+                                       on_film=lambda report: _print_film_report(report, quiet),
+                                       on_error=lambda source, error: click.echo(f"error: {error}", err=True),
+                                       **run_options)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished segments are kept; rerun the same command with --resume to continue", err=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="facecolor-video")
 def main():
@@ -191,12 +247,24 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, fac
                               references=references, reference_all_shots=reference_all_shots,
                               faces_debug=faces_debug, hint=hint, hints=hints)
     if resume or workers > 1 or ray_address:
-        from .scale.batch import colorize_many_segmented
-
-        failures = colorize_many_segmented(jobs, colorizer_settings, options, quiet, resume=resume, workers=workers,
-                                           segment_seconds=segment_seconds, ray_address=ray_address)
+        failures = _colorize_segmented(jobs, colorizer_settings, options, quiet, resume=resume, workers=workers,
+                                       segment_seconds=segment_seconds, ray_address=ray_address)
     else:
-        failures = colorize_many(jobs, lambda: _make_colorizer(**colorizer_settings), options, quiet=quiet)
+        bars = _FileProgress(quiet)
+
+        def finished(report) -> None:
+            bars.close()
+            _print_film_report(report, quiet)
+
+        def failed(source, error) -> None:
+            bars.close()
+            click.echo(f"error: {error}", err=True)
+
+        try:
+            failures = colorize_many(jobs, lambda: _make_colorizer(**colorizer_settings), options,
+                                     on_start=bars.start, progress=bars.update, on_film=finished, on_error=failed)
+        finally:
+            bars.close()
     if failures:
         raise click.exceptions.Exit(1)
 
@@ -472,7 +540,7 @@ def batch(dir_or_list, output_dir, output_format, batch_size, smooth, smooth_rad
       facecolor-video batch reels.txt -d colour/ --ray local
     """
     from .film.pipeline import ColorizeOptions
-    from .scale.batch import archive_jobs, colorize_many_segmented
+    from .scale.batch import archive_jobs
 
     jobs, skipped = archive_jobs(dir_or_list, output_dir, output_format)
     _check_references(reference, references)
@@ -482,8 +550,8 @@ def batch(dir_or_list, output_dir, output_format, batch_size, smooth, smooth_rad
                               crf=crf, preset=preset, audio=not no_audio, deinterlace=deinterlace,
                               exact_lab=exact_lab, pix_fmt=pix_fmt, reference=reference,
                               references=references, reference_all_shots=reference_all_shots)
-    failures = colorize_many_segmented(jobs, colorizer_settings, options, quiet, resume=True, workers=workers,
-                                       segment_seconds=segment_seconds, ray_address=ray_address)
+    failures = _colorize_segmented(jobs, colorizer_settings, options, quiet, resume=True, workers=workers,
+                                   segment_seconds=segment_seconds, ray_address=ray_address)
     if failures:
         sys.exit(1)
 
@@ -572,8 +640,9 @@ def execute(argv: list[str] | None = None) -> int:
     warnings_printer = _WarningLines()
     library_log.addHandler(warnings_printer)
     try:
-        main(args=argv, standalone_mode=False)
-        return 0
+        exit_code = main(args=argv, standalone_mode=False)
+        # outside standalone mode click returns the code of a command's Exit instead of raising it
+        return exit_code if isinstance(exit_code, int) else 0
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         return 130

@@ -165,3 +165,30 @@ def test_video_in_photo_out_is_one_clear_error_or_works(tmp_path, capsys):
     assert code == 1 and "Traceback" not in err
     assert not (tmp_path / "frame.png").exists()
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_a_bad_input_among_several_is_passed_on_and_the_others_still_run(tmp_path, capsys):
+    """The library tells what happened through callbacks and prints nothing; the command line prints it."""
+    from facecolor_video.errors import InputError
+    from facecolor_video.film.pipeline import ColorizeOptions
+    from facecolor_video.model.colorizer import Colorizer
+    from facecolor_video.scale.batch import colorize_many
+
+    good = make_image(tmp_path / "a.png", mode="L")
+    out_dir = tmp_path / "colour"
+    out_dir.mkdir()
+    jobs = [(tmp_path / "missing.png", out_dir / "missing.png"), (good, out_dir / "a.png")]
+    finished, failed = [], []
+    failures = colorize_many(jobs, lambda: Colorizer(device="cpu", render_size=64), ColorizeOptions(),
+                             on_film=finished.append, on_error=lambda source, error: failed.append((source, error)))
+    assert failures == 1
+    assert [report.destination for report in finished] == [out_dir / "a.png"]
+    assert [source for source, _ in failed] == [tmp_path / "missing.png"]
+    assert isinstance(failed[0][1], InputError)
+    assert capsys.readouterr().err == ""
+
+    (out_dir / "a.png").unlink()
+    assert execute(["colorize", str(tmp_path / "missing.png"), str(good), "--output-dir", str(out_dir), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.png" in err and len(err.splitlines()) == 1, err
+    assert (out_dir / "a.png").exists()

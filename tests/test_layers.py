@@ -23,8 +23,6 @@ KNOWN = {
     ("model/colorizer.py", "upward import facecolor_video.film.faces"),
     ("model/colorizer.py", "upward import facecolor_video.film.reference"),
     ("model/colorizer.py", "upward import facecolor_video.film.hints"),
-    # batch's report printing is to move to the command line
-    ("scale/batch.py", "imports click"),
 }
 
 

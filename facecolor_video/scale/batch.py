@@ -1,14 +1,16 @@
-"""Many inputs in one command: plan each output name, run them with one loaded model."""
+"""Many inputs in one command: plan each output name, run them with one loaded model.
+
+What happens is told through callbacks; printing it is the command line's job.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-import click
-
 from ..errors import FacecolorError, OutputError, UsageError
-from ..film.pipeline import ColorizeOptions, colorize_file
+from ..film.pipeline import ColorizeOptions, ColorizeReport, colorize_file
 from ..media.outputs import VIDEO_CONTAINERS, check_output_path, output_kind
 from ..media.video import VideoReader, plan_for
 
@@ -35,20 +37,25 @@ def plan_outputs(paths: tuple[Path, ...], output_dir: Path | None, output_format
     return jobs
 
 
-def colorize_many(jobs: list[tuple[Path, Path]], make_colorizer: Callable, options: ColorizeOptions, quiet: bool) -> int:
-    """Run every job; a bad input is reported and skipped, the others still run. Returns the failure count."""
-    from tqdm import tqdm
+def colorize_many(
+    jobs: list[tuple[Path, Path]],
+    make_colorizer: Callable,
+    options: ColorizeOptions,
+    on_start: Callable[[Path, VideoReader], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_film: Callable[[ColorizeReport], None] | None = None,
+    on_error: Callable[[Path, FacecolorError], None] | None = None,
+) -> int:
+    """Run every job with one model, loaded when the first input proves usable. Returns the failure count.
 
+    on_start gets each input with its opened reader, progress the frames
+    written, on_film each finished job's report. A bad input among several is
+    passed to on_error and skipped, and the others still run; a single job
+    raises its error.
+    """
     colorizer = None
     failures = 0
     for source, destination in jobs:
-        bar = None
-
-        def start(reader, source=source):
-            nonlocal bar
-            if not quiet and not reader.is_image:
-                bar = tqdm(total=reader.frame_count or None, unit="frame", desc=source.name, dynamic_ncols=True)
-
         try:
             # check the paths and open the input before the (slow) model load
             check_output_path(source, destination, overwrite=options.overwrite)
@@ -61,21 +68,17 @@ def colorize_many(jobs: list[tuple[Path, Path]], make_colorizer: Callable, optio
                                  options.audio)
             if colorizer is None:
                 colorizer = make_colorizer()
-            report = colorize_file(source, destination, colorizer, options,
-                                   progress=lambda n: bar.update(n) if bar is not None else None, on_start=start)
+            report = colorize_file(source, destination, colorizer, options, progress=progress,
+                                   on_start=None if on_start is None else partial(on_start, source))
         except FacecolorError as error:
             if len(jobs) == 1:
                 raise
-            click.echo(f"error: {error}", err=True)
+            if on_error is not None:
+                on_error(source, error)
             failures += 1
             continue
-        finally:
-            if bar is not None:
-                bar.close()
-        for notice in report.notices:
-            click.echo(f"note: {notice}", err=True)
-        if not quiet:
-            click.echo(f"{destination}: {report.frames_written} frame(s) in {report.seconds:.1f} s", err=True)
+        if on_film is not None:
+            on_film(report)
     return failures
 
 
@@ -123,25 +126,19 @@ def archive_jobs(dir_or_list: Path, output_dir: Path, output_format: str | None 
     return jobs, skipped
 
 
-def colorize_many_segmented(jobs: list[tuple[Path, Path]], colorizer_settings: dict, options: ColorizeOptions,
-                            quiet: bool, **run_options) -> int:
+def colorize_many_segmented(
+    jobs: list[tuple[Path, Path]],
+    colorizer_settings: dict,
+    options: ColorizeOptions,
+    progress: Callable[[int], None] | None = None,
+    on_film: Callable[[ColorizeReport], None] | None = None,
+    on_error: Callable[[Path, Exception], None] | None = None,
+    **run_options,
+) -> int:
     """Like colorize_many, segment by segment (see films.colorize_films: segment_seconds, workers,
     resume, ray_address): resumable, and run in parallel processes or on Ray. Returns the failure count.
     """
-    from tqdm import tqdm
-
     from .films import colorize_films
-
-    bar = None if quiet else tqdm(total=None, unit="frame", desc="colorize", dynamic_ncols=True)
-
-    def finished(report) -> None:
-        for notice in report.notices:
-            click.echo(f"note: {notice}", err=True)
-        if not quiet:
-            extra = ""
-            if getattr(report, "segments", 0):
-                extra = f" ({report.segments_run} segment(s) colorized, {report.segments_skipped} kept from before)"
-            click.echo(f"{report.destination}: {report.frames_written} frame(s) in {report.seconds:.1f} s{extra}", err=True)
 
     failures = 0
 
@@ -149,16 +146,10 @@ def colorize_many_segmented(jobs: list[tuple[Path, Path]], colorizer_settings: d
         nonlocal failures
         if len(jobs) == 1:
             raise error
-        click.echo(f"error: {error}", err=True)
+        if on_error is not None:
+            on_error(source, error)
         failures += 1
 
-    try:
-        colorize_films(jobs, colorizer_settings, options, progress=bar.update if bar is not None else None,
-                       on_film=finished, on_error=failed, **run_options)
-    except KeyboardInterrupt:
-        click.echo("interrupted: finished segments are kept; rerun the same command with --resume to continue", err=True)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+    colorize_films(jobs, colorizer_settings, options, progress=progress, on_film=on_film, on_error=failed,
+                   **run_options)
     return failures
