@@ -101,6 +101,14 @@ MOVED = [
     ("facecolor_video.film.preview", "facecolor_video.media.sampling", "format_timestamp"),
     ("facecolor_video.scale.join", "facecolor_video.media.segment_files", "join_segments"),
     ("facecolor_video.scale.segments", "facecolor_video.media.segment_files", "scan_packets"),
+    # media.video gathers what its parts (one per role PyAV plays) define
+    *[("facecolor_video.media.video", f"facecolor_video.media.{home}", name) for home, names in {
+        "frames": ["VideoFrame", "decoded_to_video_frame"],
+        "reader": ["STDIO", "FALLBACK_FRAME_RATE", "StreamInfo", "VideoReader"],
+        "encoders": ["HARDWARE_ENCODERS", "encoder_options"],
+        "writer": ["VideoWriter"],
+        "remux": ["plan_for", "copier_for"],
+    }.items() for name in names],
 ]
 
 

@@ -18,7 +18,8 @@ from fractions import Fraction
 import av
 
 from ..errors import DecodeError
-from .video import VideoFrame, VideoReader, decoded_to_video_frame
+from .frames import VideoFrame, decoded_to_video_frame
+from .reader import VideoReader
 
 # Never seek across less than this: a keyframe that close is rare, and the
 # decoder flush costs more than the few frames it saves.

@@ -15,7 +15,8 @@ import av
 
 from ..errors import EncodeError
 from .outputs import MUXER_OPTIONS, VIDEO_CONTAINERS, temporary_path_for
-from .video import VideoReader, copier_for, plan_for
+from .reader import VideoReader
+from .remux import copier_for, plan_for
 
 
 def scan_packets(path: str | Path) -> tuple[list[int | None], set[int], Fraction]:
