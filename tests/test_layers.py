@@ -109,6 +109,13 @@ MOVED = [
         "writer": ["VideoWriter"],
         "remux": ["plan_for", "copier_for"],
     }.items() for name in names],
+    # training.train still offers what moved to the run's settings, losses, processes and export
+    *[("facecolor_video.training.train", f"facecolor_video.training.{home}", name) for home, names in {
+        "config": ["TrainConfig", "LOSSES", "effective_learning_rate", "learning_rate_factor", "CHECKPOINT_NAME"],
+        "losses": ["ChromaPrior", "PRIOR_SAMPLE", "colorization_loss"],
+        "distributed": ["DistributedContext"],
+        "export": ["export_head", "with_uncertainty_strength"],
+    }.items() for name in names],
 ]
 
 

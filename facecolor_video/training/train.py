@@ -22,147 +22,62 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import random
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
-from ..devices import autocast_dtype, resolve_device
+from ..devices import autocast_dtype
 from ..errors import InputError
 from ..model.backbone import build_global_features
 from ..model.color import lab_to_rgb
 from ..model.network import AB_SCALE, GLOBAL_INPUT_SIZE, ColorizationNet
 from . import pack as packs
-from .global_size import regrounded_head
 from .campaign import Campaign
+from .config import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    FINE_TUNE_LEARNING_RATE,
+    HEAD_NAME,
+    LOG_NAME,
+    LOSSES,
+    PLOT_NAME,
+    SCRATCH_LEARNING_RATE,
+    TrainConfig,
+    effective_learning_rate,
+    learning_rate_factor,
+)
 from .data import (
     GLOBAL_FEATURES_NAME,
     ImageFolders,
     evenly_spaced,
     lab_batch,
-    load_uint8,
     mix_shares,
     training_sources,
     weighted_sampler,
     whole_image_global_features,
 )
+from .distributed import DistributedContext, distributed_context, one_thread_per_worker
+from .export import export_best, export_head, with_uncertainty_strength
+from .global_size import regrounded_head
+from .losses import PRIOR_SAMPLE, ChromaPrior, colorization_loss, prior_sample
 
-CHECKPOINT_NAME = "checkpoint.pt"
-BEST_NAME = "best.pt"
-LOG_NAME = "log.csv"
-PLOT_NAME = "losses.png"
-
-
-@dataclass
-class TrainConfig:
-    data: list[str]  # image folders and/or pack manifests (each set of a pack is one source)
-    val: list[str] = field(default_factory=list)  # the same; a pack gives its validation sets
-    # sampling share of each source (a list in order, or {source name: share}); None = by size
-    mix: list[float] | dict[str, float] | None = None
-    epochs: int = 10
-    epoch_size: int | None = None  # samples per epoch; None = all training images once
-    batch_size: int = 32
-    crop_size: int = 128
-    min_scale: float = 0.35  # smallest crop area of the random resized crop
-    # None: 1e-4 when fine-tuning from ``init``, 3e-4 from scratch (the paper's Adam default)
-    learning_rate: float | None = None
-    # start from this head (a model name such as "general", or a head file); None: from scratch
-    init: str | None = None
-    dropout: float = 0.4
-    batch_norm: bool = False
-    val_size: int = 192  # validation images: short side resized, centre square crop
-    val_limit: int = 400  # images per validation folder (evenly spaced)
-    checkpoint_every: int = 500
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 2
-    time_limit_minutes: float | None = None
-    precision: str = "auto"  # autocast: auto (bf16 where fast), fp32, bf16
-    loss: str = "mse"  # "mse" (the paper's eq. 2) or "rebalanced" (rare a*b* weigh more)
-    rebalance_uniform: float = 0.5  # rebalanced: mix of the a*b* prior with a uniform one (Zhang et al.'s lambda)
-    uncertainty: bool = False  # predict a*b*'s variance too, and fade unsure colours to gray
-    uncertainty_weight: float = 0.1  # weight of the variance's loss next to the colour loss
-    lightness_jitter: float = 0.0  # 0: off; else the spread of a random gamma/contrast of the L input
-    # VGG16's global vector of each whole image, computed once and kept in the run folder, instead of
-    # one per crop: on a CPU the frozen VGG16 is three quarters of a step, so this trains about 4x faster,
-    # and a film's frames are seen whole too
-    cache_global_features: bool = False
-    images_per_source: int | None = None  # at most this many (evenly spaced) images of each source
-    lr_schedule: str = "cosine"  # "cosine" (decay to min_lr_fraction) or "constant"
-    # cosine over this many minutes of training (across resumed runs); None: over all epochs' steps
-    lr_decay_minutes: float | None = None
-    min_lr_fraction: float = 0.05
-    warmup_steps: int = 0
-    # VGG16's input square for each crop's global vector; None: the start head's (224 from scratch). 112 costs
-    # a seventh of 224 on a CPU; a head of another size is moved to it first (see :mod:`.global_size`)
-    global_size: int | None = None
-    regrounding_crops: int = 1536  # crops whose vectors at both sizes fit that move
-    # a folder that keeps a long training campaign between runs and machines: the head in float16 and a
-    # small state (steps, samples, seconds, log); a run resumes from it when the run folder has no checkpoint
-    campaign: str | None = None
-
-
-class ChromaPrior:
-    """How often each a*b* bin occurs in the training images, and the rebalancing weight of each bin.
-
-    Zhang, Isola, Efros (Colorful Image Colorization, 2016), eq. 4: a bin's
-    weight is 1 / ((1 - lambda) p + lambda / Q), p the bin's smoothed
-    frequency, Q the number of bins that occur, normalised so that the
-    expected weight under p is 1. Here it weights a per-pixel MSE.
-    """
-
-    BIN = 10.0  # a*b* units per bin
-    BINS = 22  # -110 .. 110 on each axis
-
-    def __init__(self, counts: torch.Tensor, uniform: float = 0.5):
-        counts = counts.double().reshape(1, 1, self.BINS, self.BINS)
-        kernel = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)  # smoothing of about half a bin
-        smoothed = F.conv2d(counts, (kernel[:, None] * kernel[None, :])[None, None], padding=1)[0, 0]
-        self.counts = counts.reshape(self.BINS, self.BINS).float()
-        probability = smoothed / smoothed.sum().clamp(min=1e-12)
-        occurring = probability > 0
-        weights = torch.zeros_like(probability)
-        weights[occurring] = 1.0 / ((1 - uniform) * probability[occurring] + uniform / occurring.sum())
-        weights /= (probability * weights).sum().clamp(min=1e-12)
-        self.weights = weights.float()
-
-    @classmethod
-    def bin_index(cls, ab: torch.Tensor) -> torch.Tensor:
-        """a*b* (N, 2, H, W) -> flat bin index (N, 1, H, W)."""
-        index = ((ab + cls.BINS * cls.BIN / 2) / cls.BIN).floor().long().clamp(0, cls.BINS - 1)
-        return index[:, :1] * cls.BINS + index[:, 1:]
-
-    @classmethod
-    def count(cls, images: list[torch.Tensor]) -> torch.Tensor:
-        counts = torch.zeros(cls.BINS * cls.BINS, dtype=torch.float64)
-        for rgb in images:
-            _, ab = lab_batch(rgb[None])
-            counts += torch.bincount(cls.bin_index(ab).flatten(), minlength=cls.BINS * cls.BINS).double()
-        return counts.reshape(cls.BINS, cls.BINS)
-
-    def pixel_weights(self, ab: torch.Tensor) -> torch.Tensor:
-        """The weight of each pixel's true a*b* (N, 2, H, W) -> (N, 1, H, W)."""
-        return self.weights.to(ab.device).flatten()[self.bin_index(ab)]
-
-
-PRIOR_SAMPLE = 512  # training images counted for the a*b* prior
-
-
-def _prior_sample(dataset: Dataset, seed: int) -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(dataset), generator=generator)[:PRIOR_SAMPLE]
-    return [load_uint8(dataset.paths[int(i)]) for i in order]
-
+# The settings, losses, processes and export of a run have their own modules; this one still
+# offers their public names, as it did when it held them.
+__all__ = [
+    "BEST_NAME", "CHECKPOINT_NAME", "FINE_TUNE_LEARNING_RATE", "HEAD_NAME", "INITIAL_LOG_VARIANCE", "LOG_NAME",
+    "LOSSES", "PLOT_NAME", "PRIOR_SAMPLE", "SCRATCH_LEARNING_RATE", "ChromaPrior", "DistributedContext",
+    "TrainConfig", "Trainer", "colorization_loss", "effective_learning_rate", "export_head", "initial_head",
+    "jitter_lightness", "learning_rate_factor", "plot_history", "train", "train_and_export",
+    "with_uncertainty_strength",
+]
 
 def jitter_lightness(lightness: torch.Tensor, spread: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """A random tone curve per image on L in [0, 100]: gamma exp(U(-s, s)), contrast about mid-gray exp(U(-s/2, s/2)).
@@ -176,32 +91,6 @@ def jitter_lightness(lightness: torch.Tensor, spread: float, generator: torch.Ge
     contrast = torch.exp(draws[:, 1] * spread / 2).view(n, 1, 1, 1)
     curved = 100.0 * (lightness.clamp(0, 100) / 100.0).pow(gamma)
     return (50.0 + (curved - 50.0) * contrast).clamp(0, 100)
-
-
-def learning_rate_factor(config: TrainConfig, step: int, seconds: float, total_steps: int) -> float:
-    """The multiplier of the base learning rate: linear warm-up, then constant or a cosine decay."""
-    if config.warmup_steps and step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    if config.lr_schedule == "constant":
-        return 1.0
-    if config.lr_decay_minutes:
-        progress = seconds / (config.lr_decay_minutes * 60)
-    else:
-        progress = step / max(total_steps, 1)
-    progress = min(max(progress, 0.0), 1.0)
-    low = config.min_lr_fraction
-    return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-LOSSES = ("mse", "rebalanced")
-FINE_TUNE_LEARNING_RATE = 1e-4
-SCRATCH_LEARNING_RATE = 3e-4
-
-
-def effective_learning_rate(config: TrainConfig) -> float:
-    if config.learning_rate is not None:
-        return config.learning_rate
-    return FINE_TUNE_LEARNING_RATE if config.init else SCRATCH_LEARNING_RATE
 
 
 def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
@@ -239,80 +128,12 @@ def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
 INITIAL_LOG_VARIANCE = -4.5
 
 
-@dataclass(frozen=True)
-class DistributedContext:
-    """This process's place in a torchrun launch: rank 0 of 1 when torchrun did not start it."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
-    def mean(self, value: float) -> float:
-        """The mean of ``value`` over all processes."""
-        if not self.enabled:
-            return value
-        total = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(total)
-        return total.item() / self.world_size
-
-    def any(self, flag: bool) -> bool:
-        """True on every process when it is true on one (so that all stop at the same step)."""
-        if not self.enabled:
-            return flag
-        flags = torch.tensor([float(flag)], device=self.device)
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        return bool(flags.item())
-
-    def close(self) -> None:
-        if self.enabled and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _distributed_context(device_name: str = "auto") -> DistributedContext:
-    """Rank, world size and device; joins the process group when torchrun launched several processes.
-
-    On CUDA each process takes GPU ``LOCAL_RANK`` and talks over NCCL; on the CPU over gloo.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_name)
-    if world_size <= 1:
-        return DistributedContext(0, 1, device)
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        if device.type == "cuda":
-            dist.init_process_group("nccl", device_id=device)
-        else:
-            dist.init_process_group("gloo")
-    return DistributedContext(dist.get_rank(), dist.get_world_size(), device)
-
-
-def _one_thread_per_worker(worker_id: int) -> None:
-    # An image-loading process crops and resizes with torch ops: left at the default
-    # thread count, every worker's threads compete with the training step's for the
-    # same cores, and on a 2-core CPU a 64-image epoch took over 10 minutes instead of 30 s.
-    torch.set_num_threads(1)
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: str | Path, progress: bool = True):
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.distributed = _distributed_context(config.device)
+        self.distributed = distributed_context(config.device)
         rank, world_size = self.distributed.rank, self.distributed.world_size
         self.progress = progress and self.distributed.is_main
         self.device = self.distributed.device
@@ -353,7 +174,7 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * config.epochs
         if config.loss not in LOSSES:
             raise InputError(f"loss {config.loss!r}: choose one of {', '.join(LOSSES)}")
-        self.prior = ChromaPrior(ChromaPrior.count(_prior_sample(self.dataset, config.seed)),
+        self.prior = ChromaPrior(ChromaPrior.count(prior_sample(self.dataset, config.seed)),
                                  config.rebalance_uniform) if config.loss == "rebalanced" else None
         self.lightness_generator = torch.Generator().manual_seed(config.seed + 7919 * (rank + 1))
 
@@ -478,7 +299,7 @@ class Trainer:
             shuffle=self.sampler is None,
             generator=generator,
             num_workers=self.config.workers,
-            worker_init_fn=_one_thread_per_worker,
+            worker_init_fn=one_thread_per_worker,
             pin_memory=self.device.type == "cuda",
             drop_last=True,
             persistent_workers=False,
@@ -492,23 +313,8 @@ class Trainer:
 
     def loss(self, predicted: torch.Tensor, log_variance: torch.Tensor | None,
              ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the loss trained on, the colour loss alone) on a*b* / AB_SCALE.
-
-        The colour loss is MSE (the paper's eq. 2) or the rebalanced MSE; with
-        ``uncertainty`` the variance's NLL is added to what is trained on.
-        """
-        squared_error = ((predicted.float() - ab) / AB_SCALE).pow(2).sum(dim=1, keepdim=True)
-        if self.prior is not None:
-            colour_loss = (self.prior.pixel_weights(ab) * squared_error).mean() / 2
-        else:
-            colour_loss = squared_error.mean() / 2  # = F.mse_loss over both channels
-        if log_variance is None:
-            return colour_loss, colour_loss
-        # Gaussian NLL of the error the colour head makes (detached: the variance learns the colour's
-        # spread, it does not reweight how the colour itself is learnt)
-        log_variance = log_variance.float().clamp(-20, 5)
-        variance_loss = (squared_error.detach() * torch.exp(-log_variance) + log_variance).mean()
-        return colour_loss + self.config.uncertainty_weight * variance_loss, colour_loss
+        """(the loss trained on, the colour loss alone): see ``losses.colorization_loss``."""
+        return colorization_loss(predicted, log_variance, ab, self.prior, self.config.uncertainty_weight)
 
     def train_step(self, batch: torch.Tensor | list[torch.Tensor]) -> float:
         """One step on a batch of uint8 crops, or of (crops, their images' cached global vectors)."""
@@ -549,7 +355,7 @@ class Trainer:
             if paths and isinstance(paths[0], packs.PackedImage):
                 size = min(size, paths[0].scale)  # packed images are stored at the training scale
             loader = DataLoader(ImageFolders(paths, size, 1.0, augment=False), batch_size=32,
-                                num_workers=self.config.workers, worker_init_fn=_one_thread_per_worker)
+                                num_workers=self.config.workers, worker_init_fn=one_thread_per_worker)
             squared_errors, psnrs, colour_out, colour_ref = [], [], [], []
             for rgb_uint8 in loader:
                 rgb_uint8 = rgb_uint8.to(self.device)
@@ -686,48 +492,6 @@ def plot_history(history: list[dict], path: Path, width: int = 640, height: int 
     image.save(path)
 
 
-def export_head(checkpoint: str | Path, out_path: str | Path, metadata: dict | None = None) -> str:
-    """Write the model's weights alone, in float16, with its config and metadata; return its sha256."""
-    from ..model.weights import sha256_of
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    exported = {
-        "config": state["model_config"],
-        "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
-        "metadata": dict(metadata or {}),
-    }
-    torch.save(exported, out_path)
-    return sha256_of(out_path)
-
-
-def with_uncertainty_strength(head_path: str | Path, out_path: str | Path, strength: float,
-                              confident_gain: float | None = None) -> str:
-    """A copy of an ``uncertainty`` head that fades unsure colours with another strength (0: not at all).
-
-    ``confident_gain``: also how much stronger sure colours come out (``ColorizationNet``; None keeps the head's).
-
-    The colour channels are learnt by the colour loss alone, so one training run
-    gives every strength; ``eval`` chooses. Writes ``out_path`` and its .sha256; returns the sha256.
-    """
-    from ..model.colorizer import load_head
-    from ..model.weights import sha256_of
-
-    head, metadata = load_head(head_path)
-    if not head.uncertainty:
-        raise InputError(f"{head_path}: this head was trained without --uncertainty")
-    config = dict(head.config, uncertainty_strength=float(strength))
-    if confident_gain is not None:
-        config.pop("confident_gain", None)
-        if confident_gain:
-            config["confident_gain"] = float(confident_gain)
-    torch.save({"config": config, "state_dict": {k: v.half() if v.is_floating_point() else v
-                                                  for k, v in head.state_dict().items()},
-                "metadata": metadata}, out_path)
-    sha256 = sha256_of(out_path)
-    Path(str(out_path) + ".sha256").write_text(f"{sha256}  {Path(out_path).name}\n")
-    return sha256
-
-
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
     trainer = Trainer(config, run_dir, progress)
     try:
@@ -750,43 +514,10 @@ def train_and_export(config: TrainConfig, run_dir: str | Path, resume: bool = Fa
             print(f"resumed from step {trainer.step}, epoch {trainer.epoch}", flush=True)
         best = trainer.run()
         if trainer.distributed.is_main:
-            _export_best(trainer, best)
+            export_best(trainer, best)
         trainer.distributed.barrier()
     finally:
         trainer.distributed.close()
-    return run_dir / "head.pt"
+    return run_dir / HEAD_NAME
 
 
-def _export_best(trainer: Trainer, best: Path) -> None:
-    config, run_dir = trainer.config, trainer.run_dir
-    if not best.is_file():  # no validation: the last state is the best we know
-        best = run_dir / CHECKPOINT_NAME
-    best_row = max(trainer.history, key=lambda row: float(row.get("val_score", "-inf") or "-inf"), default={})
-    metadata = {
-        "epochs": trainer.epoch,
-        "steps": trainer.step,
-        "train_seconds": round(trainer.seconds, 1),
-        "device": str(trainer.device),
-        "data": [str(d) for d in config.data],
-        "sources": {name: len(items) for name, items in trainer.sources.items()},
-        "options": {key: getattr(config, key) for key in (
-            "loss", "uncertainty", "lightness_jitter", "batch_norm", "lr_schedule", "lr_decay_minutes",
-            "crop_size", "min_scale", "batch_size", "mix", "init", "cache_global_features",
-            "images_per_source", "global_size", "campaign")},
-        "samples": trainer.samples_seen(),
-        "best_epoch": {k: (float(v) if isinstance(v, (int, float, str)) and _is_number(v) else str(v))
-                       for k, v in best_row.items()},
-    }
-    if trainer.distributed.enabled:
-        metadata["processes"] = trainer.distributed.world_size
-    head = run_dir / "head.pt"
-    sha256 = export_head(best, head, metadata)
-    head.with_name(head.name + ".sha256").write_text(f"{sha256}  {head.name}\n")
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-        return True
-    except (TypeError, ValueError):
-        return False
