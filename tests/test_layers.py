@@ -116,6 +116,11 @@ MOVED = [
         "distributed": ["DistributedContext"],
         "export": ["export_head", "with_uncertainty_strength"],
     }.items() for name in names],
+    # film.faces gathers one picture's crops and a film's tracks
+    *[("facecolor_video.film.faces", f"facecolor_video.film.{home}", name) for home, names in {
+        "face_crops": ["FaceCrop", "crop_lightness", "ellipse_mask", "paste_crop_ab", "refine_stills", "CROP_SIZE"],
+        "face_tracks": ["FaceTracker", "FaceBlender", "FacePlacement", "FaceRefiner", "draw_faces", "RECOLOUR_EVERY"],
+    }.items() for name in names],
 ]
 
 

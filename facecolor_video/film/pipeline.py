@@ -29,7 +29,7 @@ from ..media.prefetch import BackgroundWriter, Prefetcher
 from ..media.video import STDIO, VideoFrame, VideoReader, VideoWriter
 from ..model.colorizer import Colorizer, PreparedBatch
 from ..settings import default
-from .faces import FaceRefiner
+from .face_tracks import FaceRefiner
 from .hints import HintColorizer, film_hints
 from .reference import ReferenceColorizer, load_references
 from .shot_features import ANCHOR_WINDOW, ShotGlobalFeatures

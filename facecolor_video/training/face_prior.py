@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..film.faces import FaceCrop, crop_lightness
+from ..film.face_crops import FaceCrop, crop_lightness
 from ..model.backbone import INPUT_SIZE, GlobalFeatures, build_global_features, face_prior_key
 from ..model.color import rgb_to_lab
 from ..model.face_detector import FaceDetector, load_face_detector
