@@ -121,6 +121,7 @@ MOVED = [
         "face_crops": ["FaceCrop", "crop_lightness", "ellipse_mask", "paste_crop_ab", "refine_stills", "CROP_SIZE"],
         "face_tracks": ["FaceTracker", "FaceBlender", "FacePlacement", "FaceRefiner", "draw_faces", "RECOLOUR_EVERY"],
     }.items() for name in names],
+    ("facecolor_video.film.temporal", "facecolor_video.film.scene_cuts", "SceneCutDetector"),
 ]
 
 

@@ -32,8 +32,9 @@ from ..settings import default
 from .face_tracks import FaceRefiner
 from .hints import HintColorizer, film_hints
 from .reference import ReferenceColorizer, load_references
+from .scene_cuts import SceneCutDetector
 from .shot_features import ANCHOR_WINDOW, ShotGlobalFeatures
-from .temporal import SceneCutDetector, TemporalSmoother
+from .temporal import TemporalSmoother
 
 # warnings a user must see before a long run ends (the command line prints them as they come)
 log = logging.getLogger("facecolor_video")

@@ -54,8 +54,8 @@ from ..film.pipeline import (
     film_references,
     keeps_luma_planes,
 )
+from ..film.scene_cuts import SceneCutDetector
 from ..film.shot_features import ANCHOR_WINDOW
-from ..film.temporal import SceneCutDetector
 from ..media.fields import plan_fields
 from ..media.outputs import temporary_path_for, write_json_atomic
 from ..media.segment_files import scan_packets
