@@ -241,13 +241,17 @@ def test_lightness_jitter_changes_gray_levels_but_keeps_their_order():
     assert torch.allclose(jitter_lightness(lightness, 0.0), lightness, atol=1e-4)
 
 
-def test_learning_rate_decays_by_steps_or_by_training_time():
+def test_learning_rate_decays_by_steps_training_time_or_samples():
     config = TrainConfig(data=[], warmup_steps=10, min_lr_fraction=0.1)
     assert learning_rate_factor(config, 0, 0, 100) == pytest.approx(0.1)
     assert learning_rate_factor(config, 10, 0, 100) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.1)))
     assert learning_rate_factor(config, 100, 0, 100) == pytest.approx(0.1)
     timed = TrainConfig(data=[], lr_decay_minutes=2)
     assert learning_rate_factor(timed, 5, 60, 10) == pytest.approx(0.05 + 0.95 * 0.5)
+    counted = TrainConfig(data=[], lr_decay_samples=1000, lr_decay_minutes=2)  # samples win over minutes
+    assert learning_rate_factor(counted, 5, 9999, 10, samples=250) == pytest.approx(
+        0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * 0.25)))
+    assert learning_rate_factor(counted, 5, 0, 10, samples=5000) == pytest.approx(0.05)
     assert learning_rate_factor(TrainConfig(data=[], lr_schedule="constant"), 99, 0, 100) == 1.0
 
 

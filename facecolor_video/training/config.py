@@ -54,6 +54,9 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # "cosine" (decay to min_lr_fraction) or "constant"
     # cosine over this many minutes of training (across resumed runs); None: over all epochs' steps
     lr_decay_minutes: float | None = None
+    # cosine over this many training samples (across resumed runs): unlike minutes, it does not run on
+    # while the machine is shared or the run is paused, so a campaign's schedule means the same every day
+    lr_decay_samples: int | None = None
     min_lr_fraction: float = 0.05
     warmup_steps: int = 0
     # VGG16's input square for each crop's global vector; None: the start head's (224 from scratch). 112 costs
@@ -71,13 +74,17 @@ def effective_learning_rate(config: TrainConfig) -> float:
     return FINE_TUNE_LEARNING_RATE if config.init else SCRATCH_LEARNING_RATE
 
 
-def learning_rate_factor(config: TrainConfig, step: int, seconds: float, total_steps: int) -> float:
-    """The multiplier of the base learning rate: linear warm-up, then constant or a cosine decay."""
+def learning_rate_factor(config: TrainConfig, step: int, seconds: float, total_steps: int,
+                         samples: int = 0) -> float:
+    """The multiplier of the base learning rate: linear warm-up, then constant or a cosine decay
+    (over samples seen, over training minutes, or over all epochs' steps)."""
     if config.warmup_steps and step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     if config.lr_schedule == "constant":
         return 1.0
-    if config.lr_decay_minutes:
+    if config.lr_decay_samples:
+        progress = samples / config.lr_decay_samples
+    elif config.lr_decay_minutes:
         progress = seconds / (config.lr_decay_minutes * 60)
     else:
         progress = step / max(total_steps, 1)

@@ -70,7 +70,7 @@ def export_best(trainer: Trainer, best: Path) -> None:
         "sources": {name: len(items) for name, items in trainer.sources.items()},
         "options": {key: getattr(config, key) for key in (
             "loss", "uncertainty", "lightness_jitter", "batch_norm", "lr_schedule", "lr_decay_minutes",
-            "crop_size", "min_scale", "batch_size", "mix", "init", "cache_global_features",
+            "lr_decay_samples", "crop_size", "min_scale", "batch_size", "mix", "init", "cache_global_features",
             "images_per_source", "global_size", "campaign")},
         "samples": trainer.samples_seen(),
         "best_epoch": {k: (float(v) if isinstance(v, (int, float, str)) and is_number(v) else str(v))

@@ -330,7 +330,8 @@ class Trainer:
             global_vector = global_vector.to(self.device).float()
         if self.device.type == "cuda":
             lightness = lightness.contiguous(memory_format=torch.channels_last)
-        factor = learning_rate_factor(self.config, self.step, self.training_seconds(), self.total_steps)
+        factor = learning_rate_factor(self.config, self.step, self.training_seconds(), self.total_steps,
+                                      self.samples_seen())
         for group in self.optimizer.param_groups:
             group["lr"] = self.base_learning_rate * factor
         with self._autocast():
