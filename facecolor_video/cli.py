@@ -310,6 +310,9 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, fac
 @click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)
 @click.option("--lr-decay-minutes", type=click.FloatRange(0, min_open=True),
               help="cosine decay over this much training time (across --resume) instead of over all epochs")
+@click.option("--lr-decay-samples", type=click.IntRange(1),
+              help="cosine decay over this many samples (across --resume and campaign runs); unlike minutes, "
+              "it does not run on while the machine is shared")
 @click.option("--warmup-steps", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="autocast: auto is bf16 on CUDA and on CPUs with native bf16")
