@@ -20,7 +20,7 @@ _LAZY = {
     "colorize_file": "film.pipeline",
     "colorize_video": "film.pipeline",
     "make_preview": "film.preview",
-    "Colorizer": "model.colorizer",
+    "Colorizer": "film.stills",
     "load_head": "model.colorizer",
 }
 

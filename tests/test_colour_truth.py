@@ -59,7 +59,7 @@ def passes_floors(name: str, output: np.ndarray) -> bool:
 
 @pytest.fixture(scope="module")
 def outputs() -> dict[str, np.ndarray]:
-    from facecolor_video.model.colorizer import Colorizer
+    from facecolor_video.film.stills import Colorizer
 
     colorizer = Colorizer(device="cpu")
     return {name: colorizer.colorize(to_gray_rgb(truth(name))[None])[0] for name in FLOORS}

@@ -20,7 +20,7 @@ from facecolor_video.media.video import VideoFrame
 from facecolor_video.model import weights as weights_registry
 from facecolor_video.model.backbone import load_face_prior
 from facecolor_video.model.color import rgb_to_lab
-from facecolor_video.model.colorizer import Colorizer
+from facecolor_video.film.stills import Colorizer
 from facecolor_video.model.face_detector import Face, load_face_detector
 from facecolor_video.training.face_prior import compute_face_prior
 
@@ -148,7 +148,7 @@ def test_the_face_prior_is_the_mean_global_features_of_face_crops(colorizers, tm
     # the shipped prior is a face's features: nearer a face crop's than a plain frame's
     shipped = load_face_prior()
     cosine = torch.nn.functional.cosine_similarity
-    plain = faces_off._features(torch.full((1, 1, 128, 128), 50.0))[0].float()
+    plain = faces_off.fresh_global_vectors(torch.full((1, 1, 128, 128), 50.0))[0].float()
     assert cosine(shipped, prior, dim=0) > cosine(shipped, plain, dim=0)
 
 

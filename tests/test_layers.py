@@ -19,10 +19,8 @@ LAYERS = {"errors": 0, "settings": 0, "devices": 0, "media": 1, "model": 2, "fil
 LIBRARY_HOMES = {"av": "media", "click": "cli"}
 
 KNOWN = {
-    # the stills path (faces, references and hints on photos) is to move to film/
-    ("model/colorizer.py", "upward import facecolor_video.film.faces"),
-    ("model/colorizer.py", "upward import facecolor_video.film.reference"),
-    ("model/colorizer.py", "upward import facecolor_video.film.hints"),
+    # the standard library has no public way to stop a process pool's workers at once (Ctrl-C, SIGTERM)
+    ("scale/executors.py", "reaches for executor._processes"),
 }
 
 
@@ -70,6 +68,11 @@ def breaks() -> set[tuple[str, str]]:
             for name in names:
                 if name.startswith("_") and not name.startswith("__"):
                     found.add((where, f"imports the private {target}.{name}"))
+        for node in ast.walk(ast.parse(path.read_text())):
+            # another object's underscore attribute (``colorizer._chunked``); an object's own (self, cls) is its business
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                found.add((where, f"reaches for {ast.unparse(node)}"))
     return found
 
 
@@ -87,11 +90,12 @@ def test_the_check_sees_a_break(tmp_path, monkeypatch):
     # a model module that reached up into film and for a private name would be caught
     fake = tmp_path / "facecolor_video"
     (fake / "model").mkdir(parents=True)
-    (fake / "model" / "bad.py").write_text("import av\nfrom ..film.pipeline import _private\n")
+    (fake / "model" / "bad.py").write_text("import av\nfrom ..film.pipeline import _private\nx = colorizer._chunked\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     assert breaks() == {("model/bad.py", "imports av"),
                         ("model/bad.py", "upward import facecolor_video.film.pipeline"),
-                        ("model/bad.py", "imports the private facecolor_video.film.pipeline._private")}
+                        ("model/bad.py", "imports the private facecolor_video.film.pipeline._private"),
+                        ("model/bad.py", "reaches for colorizer._chunked")}
 
 
 # names that moved to another module, and the old home that still forwards them
@@ -122,6 +126,8 @@ MOVED = [
         "face_tracks": ["FaceTracker", "FaceBlender", "FacePlacement", "FaceRefiner", "draw_faces", "RECOLOUR_EVERY"],
     }.items() for name in names],
     ("facecolor_video.film.temporal", "facecolor_video.film.scene_cuts", "SceneCutDetector"),
+    # the public Colorizer's stills path (faces, references, hints) lives in the film layer
+    ("facecolor_video", "facecolor_video.film.stills", "Colorizer"),
 ]
 
 

@@ -23,7 +23,7 @@ from tests.media import frame_times, make_image, make_video, pattern_frame
 
 @pytest.fixture(scope="module")
 def colorizer():
-    from facecolor_video.model.colorizer import Colorizer
+    from facecolor_video.film.stills import Colorizer
 
     return Colorizer(device="cpu", render_size=64)
 

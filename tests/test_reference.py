@@ -25,7 +25,7 @@ from facecolor_video.film.reference import (
 )
 from facecolor_video.media.video import VideoFrame
 from facecolor_video.model.color import rgb_to_lab
-from facecolor_video.model.colorizer import Colorizer
+from facecolor_video.film.stills import Colorizer
 from facecolor_video.scale.films import colorize_segmented
 from facecolor_video.training.evaluate import to_gray_rgb
 from tests.media import make_video

@@ -139,7 +139,7 @@ def colorize_crops(colorizer: Colorizer, crop_lightness: torch.Tensor) -> torch.
     """
     prior = colorizer.face_prior.to(crop_lightness.device).expand(crop_lightness.shape[0], -1)
     crop_lightness = crop_lightness.contiguous(memory_format=torch.channels_last)
-    return colorizer._chunked(colorizer._head_part, crop_lightness, prior) * colorizer.chroma_gain
+    return colorizer.in_chunks(colorizer.head_ab, crop_lightness, prior) * colorizer.chroma_gain
 
 
 def refinable(face: Face | torch.Tensor, render_height: int, frame_height: int) -> bool:

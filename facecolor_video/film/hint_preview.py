@@ -16,6 +16,7 @@ from ..media.outputs import check_output_path, output_kind
 from ..media.video import VideoReader
 from .hints import load_hints
 from .preview import ContactSheet
+from .stills import colorize_stills
 
 
 def strokes_over(rgb: np.ndarray, rgba: np.ndarray) -> np.ndarray:
@@ -74,7 +75,7 @@ def make_hint_preview(source: str | Path, sheet_path: str | Path, colorizer=None
     sheet = ContactSheet(columns, thumb_width, f"{source.name}  hints (left: strokes over the frame, right: colorized)")
     for item, frame in zip(checked, hinted_frames(source, checked)):
         colorizer.reset()
-        colour = colorizer.colorize([frame.rgb], hints=[item.rgba])[0]
+        colour = colorize_stills(colorizer, [frame.rgb], hints=[item.rgba])[0]
         if colour.dtype == np.uint16:
             colour = (colour >> 8).astype(np.uint8)
         sheet.add(strokes_over(frame.rgb, item.rgba), colour, f"{item.seconds:g} s  {Path(item.name).name}")

@@ -24,6 +24,7 @@ from ..media.outputs import check_output_path, output_kind, temporary_path_for
 from ..media.sampling import FrameSampler, PickedFrame, format_timestamp
 from ..media.video import VideoFrame, VideoReader, VideoWriter
 from .reference import load_references
+from .stills import colorize_stills
 
 LABEL_FONT_SIZE = 12
 PADDING = 16
@@ -155,7 +156,7 @@ def _check_frames_dir(frames_dir: Path) -> None:
 
 def _colorize_still(colorizer, frame: VideoFrame, reference=None) -> np.ndarray:
     # as a photo (fresh global features, faces found anew): preview frames are far apart
-    return colorizer.colorize([frame.rgb], reference=reference)[0]
+    return colorize_stills(colorizer, [frame.rgb], reference=reference)[0]
 
 
 def make_preview(

@@ -220,7 +220,7 @@ def dense_features(colorizer, small_lightness: torch.Tensor) -> torch.Tensor:
     """L at the render size (N, 1, h, w) -> normalized conv3_3 features of the shipped VGG16 (N, C, h/4, w/4), float32."""
     backbone = colorizer.global_features
     gray = (small_lightness.float() / 100.0).expand(-1, 3, -1, -1)
-    with colorizer._autocast():
+    with colorizer.autocast():
         features = backbone.features[:FEATURE_LAYERS](
             ((gray - backbone.mean) / backbone.std).contiguous(memory_format=torch.channels_last))
     return F.normalize(features.float(), dim=1)

@@ -9,7 +9,8 @@ them (see ``pipeline``):
    optionally reused for several frames, then the head);
 3. ``compose``: full L + a*b* upsampled -> RGB frames of the source's depth.
 
-``colorize`` does all three for programs that bring their own frames.
+``colorize`` does all three for programs that bring their own frames (the
+network alone: ``film.stills`` adds faces, references and hints on top).
 """
 
 from __future__ import annotations
@@ -124,8 +125,9 @@ class Colorizer:
     the library and the command line give the same film. Stills passed to
     ``colorize`` always get their own.
     chroma_gain: multiplies the predicted a*b*; None takes the model's tuned value.
-    faces: ``auto`` finds faces and colorizes each from a close-up crop of its
-    own (see ``film/faces.py``); ``off`` leaves them to the frame's prediction.
+    faces: ``auto`` finds faces, which the film layer colorizes each from a
+    close-up crop of its own (see ``film/faces.py``); ``off`` leaves them to the
+    frame's prediction.
     """
 
     def __init__(
@@ -249,7 +251,7 @@ class Colorizer:
         luminance = (linear @ self._luminance_row).unsqueeze(1)
         return lab_curve(luminance).mul_(116).sub_(16)
 
-    def _chunked(self, function: Callable, *tensors: torch.Tensor):
+    def in_chunks(self, function: Callable, *tensors: torch.Tensor):
         """``function(*tensors)``, split along the batch when the device runs out of memory.
 
         On ``torch.cuda.OutOfMemoryError`` the batch is halved and retried (down
@@ -292,7 +294,7 @@ class Colorizer:
             global_vectors = self.global_vectors(small_lightness, fresh_global)
         with self.stage("head"):
             small_lightness = small_lightness.contiguous(memory_format=torch.channels_last)
-            ab = self._chunked(self._run_head, small_lightness, global_vectors)
+            ab = self.in_chunks(self._run_head, small_lightness, global_vectors)
         return ab * self.chroma_gain
 
     def _run_head(self, small_lightness: torch.Tensor, global_vectors: torch.Tensor) -> torch.Tensor:
@@ -300,7 +302,7 @@ class Colorizer:
 
         On 2 cores at 640x480: 8.2 -> 9.6-10 fps end to end.
         """
-        return self.in_parts(self._head_part, small_lightness, global_vectors)
+        return self.in_parts(self.head_ab, small_lightness, global_vectors)
 
     def in_parts(self, function: Callable, *tensors: torch.Tensor) -> torch.Tensor:
         """``function(*tensors)`` with the batch cut in one part per core, each part run by a thread of its own.
@@ -322,9 +324,10 @@ class Colorizer:
         return torch.cat([future.result() for future in futures])
 
     @torch.no_grad()
-    def _head_part(self, small_lightness: torch.Tensor, global_vectors: torch.Tensor) -> torch.Tensor:
+    def head_ab(self, small_lightness: torch.Tensor, global_vectors: torch.Tensor) -> torch.Tensor:
+        """The head alone on L (N, 1, h, w) and global vectors (N, 512) -> a*b* (N, 2, h, w), before chroma_gain."""
         # no_grad and autocast are per thread: entered here, in whichever thread runs this part
-        with self._autocast():
+        with self.autocast():
             return self.head(small_lightness, global_vectors).float()
 
     def _head_parts(self, count: int) -> int:
@@ -339,15 +342,17 @@ class Colorizer:
         A separate step so the pipeline can run it beside the head, in the
         thread that decodes: on a CPU the two then share the cores.
         """
-        with self._autocast(), self.stage("global_features"):
+        with self.autocast(), self.stage("global_features"):
             return self._global_vectors(small_lightness, fresh_global)
 
-    def _autocast(self) -> AbstractContextManager:
+    def autocast(self) -> AbstractContextManager:
+        """The colorizer's mixed precision (bf16 where the device runs it fast), for a step run outside it."""
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def _features(self, small_lightness: torch.Tensor) -> torch.Tensor:
+    def fresh_global_vectors(self, small_lightness: torch.Tensor) -> torch.Tensor:
+        """VGG16 global vectors (N, 512) of every frame, none reused (in the caller's autocast)."""
         small_lightness = small_lightness.contiguous(memory_format=torch.channels_last)
-        return self._chunked(lambda lightness: self.global_features(lightness).float(), small_lightness)
+        return self.in_chunks(lambda lightness: self.global_features(lightness).float(), small_lightness)
 
     def _global_vectors(self, small_lightness: torch.Tensor, fresh_flags: list[bool] | None) -> torch.Tensor:
         """One global vector per frame: computed where asked, reused from the last computed one elsewhere.
@@ -358,7 +363,7 @@ class Colorizer:
         """
         count = small_lightness.shape[0]
         if self.global_every == 1:
-            return self._features(small_lightness)
+            return self.fresh_global_vectors(small_lightness)
         fresh = []
         for index in range(count):
             if fresh_flags is not None:
@@ -369,7 +374,7 @@ class Colorizer:
                 fresh.append(index)
                 self._frames_since_global = 0
             self._frames_since_global += 1
-        computed = self._features(small_lightness[fresh]) if fresh else None
+        computed = self.fresh_global_vectors(small_lightness[fresh]) if fresh else None
         vectors = []
         for index in range(count):
             if index in fresh:
@@ -385,7 +390,7 @@ class Colorizer:
     @torch.no_grad()
     def compose(self, lightness: torch.Tensor, ab: torch.Tensor, max_value: float = 255.0) -> np.ndarray:
         """Full-size L (N, 1, H, W) + a*b* at any size -> RGB frames (N, H, W, 3), uint8 or uint16."""
-        return self._chunked(lambda full, chroma: self._compose(full, chroma, max_value), lightness, ab)
+        return self.in_chunks(lambda full, chroma: self._compose(full, chroma, max_value), lightness, ab)
 
     def _compose(self, lightness: torch.Tensor, ab: torch.Tensor, max_value: float) -> np.ndarray:
         if ab.shape[-2:] != lightness.shape[-2:]:
@@ -417,34 +422,16 @@ class Colorizer:
         subsampling, depth, matrix and range.
         """
         composer = self._composer()
-        return self._chunked(lambda codes, chroma: composer.compose(codes, chroma, luma_format, output), luma, ab)
+        return self.in_chunks(lambda codes, chroma: composer.compose(codes, chroma, luma_format, output), luma, ab)
 
-    def colorize(self, frames: list[np.ndarray] | np.ndarray, reference: np.ndarray | None = None,
-                 hints: list[np.ndarray | None] | None = None) -> np.ndarray:
-        """Colorize a batch of frames (H x W x 3, uint8 or uint16, same size) with no temporal smoothing.
+    def colorize(self, frames: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Colorize a batch of frames (H x W x 3, uint8 or uint16, same size) by the network alone.
 
-        reference: an RGB image (H x W x 3) whose colours the frames take where
-        they match it, or a ``film.reference.ReferenceColorizer``.
-        hints: per frame, an RGBA hint image (its opaque pixels' colours, any
-        size of the frame's shape; see ``film/hints.py``) or None.
+        Each frame gets its own global features; no temporal smoothing. Faces,
+        references and hints are stages of the film layer: ``facecolor_video.Colorizer``
+        (``film.stills``) adds them.
         """
         prepared = self.prepare(frames)
-        # frames handed in together may be unrelated photos: each gets its own global features
         vectors = self.global_vectors(prepared.small_lightness, [True] * prepared.small_lightness.shape[0])
         ab = self.predict(prepared.small_lightness, global_vectors=vectors)
-        if self.face_detector is not None:
-            # the film's face stage, on unrelated frames
-            from ..film.faces import refine_stills
-
-            ab, _ = refine_stills(self, self.face_detector, prepared.lightness, ab)
-        if reference is not None:
-            from ..film.reference import ReferenceColorizer
-
-            if not isinstance(reference, ReferenceColorizer):
-                reference = ReferenceColorizer.from_images(self, [(0.0, np.asarray(reference))])
-            ab = reference.apply([None] * len(ab), prepared.small_lightness, ab, vectors)
-        if hints is not None:
-            from ..film.hints import apply_still_hints
-
-            ab = apply_still_hints(prepared.small_lightness, ab, hints)
         return self.compose(prepared.lightness, ab, prepared.max_value)

@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..film.hint_preview import strokes_over
 from ..film.hints import Hint, HintColorizer
 from ..film.pipeline import FrameColorizer, batched
+from ..film.stills import colorize_stills
 from ..media.video import VideoFrame, VideoReader
 from ..model.colorizer import Colorizer
 from . import metrics
@@ -67,7 +68,7 @@ def evaluate_image_hints(colorizer: Colorizer, folders, counts: Sequence[int], l
             colorizer.reset()
             hint = hint_patches(original, count, seed + number) if count else None
             started = time.perf_counter()
-            output = colorizer.colorize(gray[None], hints=None if hint is None else [hint])[0]
+            output = colorize_stills(colorizer, gray[None], hints=None if hint is None else [hint])[0]
             seconds[count] += time.perf_counter() - started
             psnr[count].append(metrics.psnr(original, output))
             colourful[count].append(metrics.colorfulness(output))

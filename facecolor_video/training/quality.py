@@ -23,6 +23,7 @@ import torch
 
 from ..film.pipeline import FrameColorizer, batched
 from ..film.reference import ReferenceColorizer
+from ..film.stills import colorize_stills
 from ..film.temporal import flicker
 from ..media.video import VideoFrame, VideoReader
 from ..model.color import rgb_to_lab
@@ -57,7 +58,7 @@ def colorize_stills(colorizer: Colorizer):
 
     def colorize(images: list[np.ndarray]) -> list[np.ndarray]:
         colorizer.reset()
-        return [colorizer.colorize(image[None])[0] for image in images]
+        return [colorize_stills(colorizer, image[None])[0] for image in images]
 
     return colorize
 
