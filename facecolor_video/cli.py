@@ -8,6 +8,7 @@ SIGTERM exit with 130 after the library removed its partial output. Set
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 import click
 
 from .errors import FacecolorError, UsageError
+from .model.recipe import ColorizerSettings
 from .settings import DEVICES, FACE_MODES, PRECISIONS, SETTINGS, SMOOTH_MODES
 
 
@@ -60,9 +62,20 @@ def _composition_options(function):
     return function
 
 
+# The options of _colorizer_options: the ColorizerSettings fields a user sets on the command line.
+COLORIZER_OPTIONS = ("model", "device", "precision", "render_size", "global_every", "chroma_gain", "faces")
+
+
 def _colorizer_options(function):
+    """The Colorizer's options, handed to the command as one argument: ``recipe``, a ColorizerSettings."""
+
+    @functools.wraps(function)
+    def command(*args, **kwargs):
+        recipe = ColorizerSettings(**{name: kwargs.pop(name) for name in COLORIZER_OPTIONS})
+        return function(*args, recipe=recipe, **kwargs)
+
     for decorator in reversed([
-        click.option("--model", default="general", show_default=True, help="model name (general) or a head file from `train`"),
+        _option("model"),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True),
         _option("render_size"),
@@ -71,8 +84,8 @@ def _colorizer_options(function):
         click.option("--faces", type=click.Choice(FACE_MODES), default=SETTINGS["faces"].default, show_default=True,
                      help=SETTINGS["faces"].help),
     ]):
-        function = decorator(function)
-    return function
+        command = decorator(command)
+    return command
 
 
 def _segment_options(function):
@@ -136,11 +149,9 @@ def _check_references(reference, references) -> None:
         read_reference_image(image)
 
 
-def _make_colorizer(model, device, precision, render_size, global_every, chroma_gain, faces):
-    from .model.colorizer import Colorizer
-
-    return Colorizer(model=model, device=device, precision=precision, render_size=render_size,
-                     global_every=global_every, chroma_gain=chroma_gain, faces=faces)
+def make_colorizer(recipe: ColorizerSettings):
+    """Load the colorizer of a command. The one place the commands load a model: tests replace it."""
+    return recipe.build()
 
 
 class _FileProgress:
@@ -178,7 +189,7 @@ def _print_film_report(report, quiet: bool) -> None:
         click.echo(f"{report.destination}: {report.frames_written} frame(s) in {report.seconds:.1f} s{extra}", err=True)
 
 
-def _colorize_segmented(jobs, colorizer_settings: dict, options, quiet: bool, **run_options) -> int:
+def _colorize_segmented(jobs, recipe: ColorizerSettings, options, quiet: bool, **run_options) -> int:
     """colorize_many_segmented with one progress bar for all films, and their reports printed as they finish."""
     from tqdm import tqdm
 
@@ -186,7 +197,7 @@ def _colorize_segmented(jobs, colorizer_settings: dict, options, quiet: bool, **
 
     bar = None if quiet else tqdm(total=None, unit="frame", desc="colorize", dynamic_ncols=True)
     try:
-        return colorize_many_segmented(jobs, colorizer_settings, options,
+        return colorize_many_segmented(jobs, recipe, options,
                                        progress=bar.update if bar is not None else None,
                                        on_film=lambda report: _print_film_report(report, quiet),
                                        on_error=lambda source, error: click.echo(f"error: {error}", err=True),
@@ -224,7 +235,7 @@ def main():
 @_colorizer_options
 def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, faces_debug, batch_size, smooth,
              smooth_radius, codec, crf, preset, no_audio, quiet, exact_lab, pix_fmt, resume, workers, segment_seconds,
-             ray_address, reference, references, reference_all_shots, hint, hints, **colorizer_settings):
+             ray_address, reference, references, reference_all_shots, hint, hints, recipe):
     """Colorize IN into OUT, or many inputs into --output-dir. IN or OUT may be - (stdin, stdout).
 
     \b
@@ -247,7 +258,7 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, fac
                               references=references, reference_all_shots=reference_all_shots,
                               faces_debug=faces_debug, hint=hint, hints=hints)
     if resume or workers > 1 or ray_address:
-        failures = _colorize_segmented(jobs, colorizer_settings, options, quiet, resume=resume, workers=workers,
+        failures = _colorize_segmented(jobs, recipe, options, quiet, resume=resume, workers=workers,
                                        segment_seconds=segment_seconds, ray_address=ray_address)
     else:
         bars = _FileProgress(quiet)
@@ -261,7 +272,7 @@ def colorize(paths, output_dir, output_format, overwrite, deinterlace, ivtc, fac
             click.echo(f"error: {error}", err=True)
 
         try:
-            failures = colorize_many(jobs, lambda: _make_colorizer(**colorizer_settings), options,
+            failures = colorize_many(jobs, lambda: make_colorizer(recipe), options,
                                      on_start=bars.start, progress=bars.update, on_film=finished, on_error=failed)
         finally:
             bars.close()
@@ -421,8 +432,7 @@ def _parse_mix(text: str | None):
               help="with --hint-patches: a contact sheet (gray | automatic | hints drawn | result | truth)")
 @_colorizer_options
 def evaluate_command(image_dirs, videos, limit, as_json, suite, data_root, sheets_dir, suite_sets, smooth,
-                     smooth_radius, batch_size, reference_first_frame, hint_patches, hint_sheet,
-                     **colorizer_settings):
+                     smooth_radius, batch_size, reference_first_frame, hint_patches, hint_sheet, recipe):
     """Measure colorization quality against colour originals and baselines.
 
     \b
@@ -435,7 +445,7 @@ def evaluate_command(image_dirs, videos, limit, as_json, suite, data_root, sheet
 
     if not image_dirs and not videos and not suite:
         raise click.UsageError("give --images DIR, --video FILE or --suite")
-    colorizer = _make_colorizer(**colorizer_settings)
+    colorizer = make_colorizer(recipe)
     if hint_patches:
         from .training.hint_eval import run_hint_eval
 
@@ -474,7 +484,7 @@ def evaluate_command(image_dirs, videos, limit, as_json, suite, data_root, sheet
 @_hint_options
 @_colorizer_options
 def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwrite, quiet, reference, references,
-            reference_all_shots, hint, hints, **colorizer_settings):
+            reference_all_shots, hint, hints, recipe):
     """Every Nth frame of SOURCE, before | after, on one contact sheet.
 
     \b
@@ -490,7 +500,7 @@ def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwri
         from .film.hint_preview import make_hint_preview
 
         _check_hints(hint, hints, [source])
-        shown = make_hint_preview(source, sheet_path, lambda: _make_colorizer(**colorizer_settings), hint, hints,
+        shown = make_hint_preview(source, sheet_path, lambda: make_colorizer(recipe), hint, hints,
                                   columns=columns, thumb_width=thumb_width, overwrite=overwrite)
         if not quiet:
             click.echo(f"{sheet_path}: {shown} hinted frame(s)", err=True)
@@ -503,7 +513,7 @@ def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwri
             bar = tqdm(total=expected or None, unit="frame", desc=source.name, dynamic_ncols=True)
 
     try:
-        report = make_preview(source, sheet_path, lambda: _make_colorizer(**colorizer_settings), every, frames_dir=frames_dir,
+        report = make_preview(source, sheet_path, lambda: make_colorizer(recipe), every, frames_dir=frames_dir,
                               columns=columns, thumb_width=thumb_width, overwrite=overwrite,
                               progress=lambda n: bar.update(n) if bar is not None else None, on_start=start,
                               reference=reference, references=references, reference_all_shots=reference_all_shots)
@@ -532,7 +542,7 @@ def preview(source, every, sheet_path, frames_dir, columns, thumb_width, overwri
 @_colorizer_options
 def batch(dir_or_list, output_dir, output_format, batch_size, smooth, smooth_radius, codec, crf, preset, no_audio,
           quiet, workers, segment_seconds, ray_address, deinterlace, exact_lab, pix_fmt, reference, references,
-          reference_all_shots, **colorizer_settings):
+          reference_all_shots, recipe):
     """Colorize every film of a folder (or of a list file, one path a line) into --output-dir.
 
     Films whose output exists are skipped and a film cut short is resumed from
@@ -553,7 +563,7 @@ def batch(dir_or_list, output_dir, output_format, batch_size, smooth, smooth_rad
                               crf=crf, preset=preset, audio=not no_audio, deinterlace=deinterlace,
                               exact_lab=exact_lab, pix_fmt=pix_fmt, reference=reference,
                               references=references, reference_all_shots=reference_all_shots)
-    failures = _colorize_segmented(jobs, colorizer_settings, options, quiet, resume=True, workers=workers,
+    failures = _colorize_segmented(jobs, recipe, options, quiet, resume=True, workers=workers,
                                    segment_seconds=segment_seconds, ray_address=ray_address)
     if failures:
         sys.exit(1)
@@ -589,7 +599,7 @@ def _batch_sizes(context, parameter, value):
 @_composition_options
 @_colorizer_options
 def bench(source, frames, as_json, batch_size, smooth, smooth_radius, codec, crf, preset, threads, no_overlap,
-          sweep_batch, model_only, peak_tflops, exact_lab, pix_fmt, **colorizer_settings):
+          sweep_batch, model_only, peak_tflops, exact_lab, pix_fmt, recipe):
     """Frames per second of each stage, end to end, and the transcode floor.
 
     \b
@@ -605,7 +615,7 @@ def bench(source, frames, as_json, batch_size, smooth, smooth_radius, codec, crf
     )
     from .film.pipeline import ColorizeOptions
 
-    colorizer = _make_colorizer(**colorizer_settings)
+    colorizer = make_colorizer(recipe)
     sweep = None
     if model_only or sweep_batch:
         sweep = run_model_sweep(source, colorizer, sweep_batch or [batch_size], peak_tflops=peak_tflops, threads=threads)

@@ -14,6 +14,7 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
+    "model": Setting("general", help="model name (general) or a head file from `train`"),
     "batch_size": Setting(8, 1, 1024, "frames per batch through the network"),
     "render_size": Setting(128, 32, 8192, "short side, in pixels, at which a*b* is predicted (luminance stays full size)"),
     "global_every": Setting(48, 1, 10000, "compute VGG16 global features every Nth frame (and at each scene cut)"),

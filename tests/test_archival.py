@@ -36,6 +36,7 @@ from facecolor_video.media.fields import (
 from facecolor_video.media.outputs import VIDEO_CONTAINERS
 from facecolor_video.media.segment_files import join_segments
 from facecolor_video.media.video import VideoFrame, VideoReader, plan_for
+from facecolor_video.model.recipe import ColorizerSettings
 from facecolor_video.scale.films import colorize_segmented
 from facecolor_video.scale.segments import (
     SegmentJob,
@@ -60,12 +61,12 @@ _COLORIZER = []
 SETTINGS = {"render_size": 32, "global_every": 8, "device": "cpu"}
 
 
-# the settings the command line asked each colorizer for (the shared one ignores them: see the test below)
-ASKED: list[dict] = []
+# the recipes the command line asked each colorizer for (the shared one ignores them: see the test below)
+ASKED: list[ColorizerSettings] = []
 
 
-def _shared_colorizer(**settings):
-    ASKED.append(settings)
+def _shared_colorizer(recipe: ColorizerSettings | None = None):
+    ASKED.append(recipe)
     if not _COLORIZER:
         from facecolor_video.model.colorizer import Colorizer
 
@@ -75,7 +76,7 @@ def _shared_colorizer(**settings):
 
 @pytest.fixture(autouse=True)
 def one_model(monkeypatch):
-    monkeypatch.setattr(cli, "_make_colorizer", _shared_colorizer)
+    monkeypatch.setattr(cli, "make_colorizer", _shared_colorizer)
 
 
 def test_the_command_line_settings_reach_the_colorizer(tmp_path, capsys):
@@ -85,8 +86,8 @@ def test_the_command_line_settings_reach_the_colorizer(tmp_path, capsys):
     assert execute(["colorize", str(source), str(tmp_path / "out.mkv"), "--quiet", "--model", "general",
                     "--device", "cpu", "--precision", "fp32", "--render-size", "48", "--global-every", "3",
                     "--chroma-gain", "1.5", "--faces", "off"]) == 0, capsys.readouterr().err
-    assert ASKED == [{"model": "general", "device": "cpu", "precision": "fp32", "render_size": 48,
-                      "global_every": 3, "chroma_gain": 1.5, "faces": "off"}]
+    assert ASKED == [ColorizerSettings(model="general", device="cpu", precision="fp32", render_size=48,
+                                       global_every=3, chroma_gain=1.5, faces="off")]
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +290,7 @@ def test_audio_that_fits_nowhere_is_refused_before_any_frame(tmp_path, capsys, m
     """No lossless target and no lossy encoder: one line naming a container that takes it, nothing colorized."""
     source = make_video(tmp_path / "opus.mkv", audio_codec="libopus")
     monkeypatch.setattr(streams, "LOSSY_TARGET", "no-such-encoder")
-    monkeypatch.setattr(cli, "_make_colorizer", lambda **_: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(cli, "make_colorizer", lambda recipe: pytest.fail("the model was loaded"))
     output = tmp_path / "out.mov"
     code = execute(["colorize", str(source), str(output), "--quiet"])
     err = capsys.readouterr().err.strip()

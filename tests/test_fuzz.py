@@ -146,13 +146,13 @@ def one_model():
 
     # every example runs with the default settings; that the command line's settings reach the
     # colorizer is checked in test_archival.py and test_reliability.py
-    def shared(**_settings):
+    def shared(_recipe):
         if not colorizer:
             colorizer.append(Colorizer(device="cpu", render_size=64))
         return colorizer[0]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli, "_make_colorizer", shared)
+        patch.setattr(cli, "make_colorizer", shared)
         yield
 
 

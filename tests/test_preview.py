@@ -233,7 +233,7 @@ def test_overwrite_replaces_the_sheet(tmp_path, colorizer):
 
 
 def test_cli_preview(tmp_path, colorizer, monkeypatch):
-    monkeypatch.setattr(cli, "_make_colorizer", lambda **settings: colorizer)
+    monkeypatch.setattr(cli, "make_colorizer", lambda recipe: colorizer)
     clip = make_video(tmp_path / "clip.mp4", n_frames=20, audio_streams=0)
     sheet = tmp_path / "sheet.png"
     result = CliRunner().invoke(cli.main, ["preview", str(clip), "--every", "10", "-o", str(sheet), "--columns", "3",

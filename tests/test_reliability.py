@@ -20,8 +20,8 @@ text renamed .png, RGBA, 16-bit PNG, gray JPEG, odd-size photo, output equal to
 input through symlink and hard link, existing output, unknown extension,
 missing output folder) are not repeated here.
 
-The model is loaded once for the module: ``cli._make_colorizer`` is patched to
-hand out one CPU colorizer at render size 64, and records the settings it was
+The model is loaded once for the module: ``cli.make_colorizer`` is patched to
+hand out one CPU colorizer at render size 64, and records the recipes it was
 asked for (``test_the_command_line_settings_reach_the_colorizer`` checks them;
 tests/test_cli_options.py runs the options with the colorizer they ask for).
 """
@@ -47,6 +47,7 @@ from PIL import Image
 from facecolor_video import cli
 from facecolor_video.cli import execute
 from facecolor_video.media.video import VideoWriter
+from facecolor_video.model.recipe import ColorizerSettings
 from facecolor_video.model.color import rgb_to_lightness
 from tests.media import (
     make_audio_only,
@@ -60,12 +61,12 @@ QUIET = ["--quiet"]
 _COLORIZER = []
 
 
-# the settings the command line asked each colorizer for (the shared one ignores them: see the test below)
-ASKED: list[dict] = []
+# the recipes the command line asked each colorizer for (the shared one ignores them: see the test below)
+ASKED: list[ColorizerSettings] = []
 
 
-def _shared_colorizer(**settings):
-    ASKED.append(settings)
+def _shared_colorizer(recipe: ColorizerSettings):
+    ASKED.append(recipe)
     if not _COLORIZER:
         from facecolor_video.model.colorizer import Colorizer
 
@@ -75,7 +76,7 @@ def _shared_colorizer(**settings):
 
 @pytest.fixture(autouse=True)
 def one_model(monkeypatch):
-    monkeypatch.setattr(cli, "_make_colorizer", _shared_colorizer)
+    monkeypatch.setattr(cli, "make_colorizer", _shared_colorizer)
 
 
 def test_the_command_line_settings_reach_the_colorizer(tmp_path, capsys):
@@ -85,8 +86,8 @@ def test_the_command_line_settings_reach_the_colorizer(tmp_path, capsys):
     assert execute(["colorize", str(source), str(tmp_path / "out.mkv"), "--quiet", "--model", "general",
                     "--device", "cpu", "--precision", "fp32", "--render-size", "48", "--global-every", "3",
                     "--chroma-gain", "1.5", "--faces", "off"]) == 0, capsys.readouterr().err
-    assert ASKED == [{"model": "general", "device": "cpu", "precision": "fp32", "render_size": 48,
-                      "global_every": 3, "chroma_gain": 1.5, "faces": "off"}]
+    assert ASKED == [ColorizerSettings(model="general", device="cpu", precision="fp32", render_size=48,
+                                       global_every=3, chroma_gain=1.5, faces="off")]
 
 
 # Helpers that read results back with PyAV directly, not through the code under test.

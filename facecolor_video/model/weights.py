@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
+from ..settings import default
 
 WEIGHTS_DIR_ENV = "FACECOLOR_WEIGHTS_DIR"
 
@@ -64,7 +65,7 @@ MODELS: dict[str, WeightsFile] = {
         "fade to gray (see weights/README.md)",
     ),
 }
-DEFAULT_MODEL = "general"
+DEFAULT_MODEL = default("model")
 
 
 def weights_dirs() -> list[Path]:

@@ -5,7 +5,7 @@ What happens is told through callbacks; printing it is the command line's job.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from ..errors import FacecolorError, OutputError, UsageError
 from ..film.pipeline import ColorizeOptions, ColorizeReport, colorize_file
 from ..media.outputs import VIDEO_CONTAINERS, check_output_path, output_kind
 from ..media.video import VideoReader, plan_for
+from ..model.recipe import ColorizerSettings
 
 
 def plan_outputs(paths: tuple[Path, ...], output_dir: Path | None, output_format: str | None) -> list[tuple[Path, Path]]:
@@ -128,7 +129,7 @@ def archive_jobs(dir_or_list: Path, output_dir: Path, output_format: str | None 
 
 def colorize_many_segmented(
     jobs: list[tuple[Path, Path]],
-    colorizer_settings: dict,
+    colorizer_settings: ColorizerSettings | Mapping,
     options: ColorizeOptions,
     progress: Callable[[int], None] | None = None,
     on_film: Callable[[ColorizeReport], None] | None = None,

@@ -19,16 +19,17 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..errors import FacecolorError, InfrastructureError
+from ..model.recipe import ColorizerSettings
 from .segments import SegmentJob, commit_segment, run_segment
 
 
 def run_jobs(
     jobs: list[SegmentJob],
-    colorizer_settings: dict,
+    recipe: ColorizerSettings | Mapping,
     workers: int = 1,
     ray_address: str | None = None,
     colorizer=None,
@@ -43,41 +44,38 @@ def run_jobs(
     on_done = on_done or (lambda job, record: None)
     if not jobs:
         return
+    recipe = ColorizerSettings.of(recipe)
     if ray_address:
-        run_jobs_ray(jobs, colorizer_settings, ray_address, on_done, resuming)
+        run_jobs_ray(jobs, recipe, ray_address, on_done, resuming)
     elif workers <= 1:
         if colorizer is None:
-            from ..model.colorizer import Colorizer
-
-            colorizer = Colorizer(**colorizer_settings)
+            colorizer = recipe.build()
         for job in jobs:
             on_done(job, run_segment(job, colorizer))
     else:
-        _run_jobs_processes(jobs, colorizer_settings, workers, on_done, resuming)
+        _run_jobs_processes(jobs, recipe, workers, on_done, resuming)
 
 
 _WORKER_COLORIZER = None
 
 
-def _init_worker(colorizer_settings: dict, threads: int) -> None:
+def _init_worker(recipe: ColorizerSettings, threads: int) -> None:
     import signal
 
     import torch
-
-    from ..model.colorizer import Colorizer
 
     # Ctrl-C goes to the whole process group: the parent decides, workers just stop when told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     global _WORKER_COLORIZER
-    _WORKER_COLORIZER = Colorizer(**colorizer_settings)
+    _WORKER_COLORIZER = recipe.build()
 
 
 def _worker_run(job: SegmentJob) -> dict:
     return run_segment(job, _WORKER_COLORIZER)
 
 
-def _run_jobs_processes(jobs, colorizer_settings, workers, on_done, resuming=False) -> None:
+def _run_jobs_processes(jobs, recipe: ColorizerSettings, workers, on_done, resuming=False) -> None:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -86,7 +84,7 @@ def _run_jobs_processes(jobs, colorizer_settings, workers, on_done, resuming=Fal
     from concurrent.futures.process import BrokenProcessPool
 
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(colorizer_settings, threads))
+                                   initializer=_init_worker, initargs=(recipe, threads))
     finished = 0
     try:
         pending = {executor.submit(_worker_run, job): job for job in jobs}
@@ -149,14 +147,12 @@ def connect(address: str = "local", **init_options):
     return ray
 
 
-def _colorize_segment_task(job, colorizer_settings: dict) -> tuple[dict, bytes]:
+def _colorize_segment_task(job, recipe: ColorizerSettings) -> tuple[dict, bytes]:
     # Runs on a Ray worker: one colorizer per worker process and settings, reused.
-    from ..model.colorizer import Colorizer
-
-    key = json.dumps(colorizer_settings, sort_keys=True, default=str)
+    key = json.dumps(recipe.identity(), sort_keys=True)
     if key not in _COLORIZERS:
         _COLORIZERS.clear()
-        _COLORIZERS[key] = Colorizer(**colorizer_settings)
+        _COLORIZERS[key] = recipe.build()
     scratch = Path(tempfile.mkdtemp(prefix="facecolor-segment-"))
     try:
         record = run_segment(job, _COLORIZERS[key], work_dir=scratch)
@@ -165,12 +161,12 @@ def _colorize_segment_task(job, colorizer_settings: dict) -> tuple[dict, bytes]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def run_jobs_ray(jobs: list, colorizer_settings: dict, address: str, on_done: Callable, resuming: bool = False) -> None:
+def run_jobs_ray(jobs: list, recipe: ColorizerSettings, address: str, on_done: Callable, resuming: bool = False) -> None:
     """Run segment jobs as Ray tasks; on_done(job, record) on the driver as each one lands."""
     ray = connect(address)
     gpus = ray.cluster_resources().get("GPU", 0)
     task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=2)(_colorize_segment_task)
-    pending = {task.remote(job, colorizer_settings): job for job in jobs}
+    pending = {task.remote(job, recipe): job for job in jobs}
     finished = 0
     try:
         while pending:

@@ -11,7 +11,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,9 +20,9 @@ from ..film.pipeline import ColorizeOptions, ColorizeReport, colorize_file
 from ..media.outputs import VIDEO_CONTAINERS, OutputLock, check_output_path, space_warning, write_json_atomic
 from ..media.segment_files import join_segments
 from ..media.video import VideoReader, plan_for
+from ..model.recipe import ColorizerSettings
 from .executors import run_jobs
 from .segments import (
-    COLORIZER_KEYS,
     DEFAULT_SEGMENT_SECONDS,
     SegmentJob,
     SegmentPlan,
@@ -36,18 +36,6 @@ from .segments import (
 )
 
 log = logging.getLogger("facecolor_video")  # warnings the command line prints as they come
-
-
-def colorizer_settings_of(settings: dict) -> dict:
-    """The Colorizer keyword arguments in settings, with the defaults filled in (so equal settings hash equal)."""
-    import inspect
-
-    from ..model.colorizer import Colorizer
-
-    defaults = {name: parameter.default for name, parameter in inspect.signature(Colorizer).parameters.items()
-                if name in COLORIZER_KEYS}
-    return {**defaults, **{k: v for k, v in settings.items() if k in COLORIZER_KEYS}}
-
 
 
 @dataclass
@@ -72,7 +60,7 @@ class _Film:
     lock: OutputLock | None = None
 
 
-def _prepare_film(source, destination, colorizer_settings, options, segment_seconds, resume, film_number):
+def _prepare_film(source, destination, recipe: ColorizerSettings, options, segment_seconds, resume, film_number):
     source, destination = Path(source), Path(destination)
     check_output_path(source, destination, overwrite=options.overwrite)
     if "-" in (str(source), str(destination)):
@@ -82,7 +70,7 @@ def _prepare_film(source, destination, colorizer_settings, options, segment_seco
         # segments are cut by the source's frames; these modes make other frames
         raise OutputError(f"{source}: --deinterlace field and --ivtc run in one pass; leave out --workers, "
                           "--resume and --ray")
-    global_every = colorizer_settings.get("global_every") or 1
+    global_every = recipe.global_every or 1
     with VideoReader(source) as reader:
         is_image, rotation = reader.is_image, reader.rotation
         if not is_image:  # audio that fits the output in no way stops here, before any work
@@ -99,7 +87,7 @@ def _prepare_film(source, destination, colorizer_settings, options, segment_seco
     tail = max(1, options.smooth_radius if options.smooth == "window" else 0) + max(1, global_every)
     plan = plan_segments(source, segment_seconds, lead_in_frames(options, global_every), tail, align)
     folder = work_folder(destination)
-    key = work_key(source, colorizer_settings, options, segment_seconds)
+    key = work_key(source, recipe, options, segment_seconds)
     # before the work folder is touched: a second run of the same output must not empty the first's
     lock = OutputLock(destination).acquire()
     try:
@@ -141,7 +129,7 @@ def _finish_film(film: _Film) -> SegmentedReport:
 
 def colorize_films(
     films: list[tuple[Path, Path]],
-    colorizer_settings: dict,
+    colorizer_settings: ColorizerSettings | Mapping | None,
     options: ColorizeOptions | None = None,
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
     workers: int = 1,
@@ -159,16 +147,17 @@ def colorize_films(
     colorized directly. progress gets the frames of each finished segment;
     on_segment the job and its record; on_film each film's report. on_error:
     a film that cannot start (bad input, output exists) is passed to it and
-    skipped, instead of stopping everything.
+    skipped, instead of stopping everything. colorizer_settings: the recipe workers build their
+    colorizer from (a mapping of some of its fields will do: the rest default).
     """
     options = options or ColorizeOptions()
-    colorizer_settings = colorizer_settings_of(colorizer_settings)
+    recipe = ColorizerSettings.of(colorizer_settings)
     prepared: dict[int, _Film] = {}
     jobs: list[SegmentJob] = []
     reports: list[SegmentedReport] = []
     for number, (source, destination) in enumerate(films):
         try:
-            made = _prepare_film(source, destination, colorizer_settings, options, segment_seconds, resume, number)
+            made = _prepare_film(source, destination, recipe, options, segment_seconds, resume, number)
         except FacecolorError as error:
             if on_error is None:
                 raise
@@ -176,9 +165,7 @@ def colorize_films(
             continue
         if made is None:  # an image: one frame, nothing to segment
             if colorizer is None:
-                from ..model.colorizer import Colorizer
-
-                colorizer = Colorizer(**colorizer_settings)
+                colorizer = recipe.build()
             report = colorize_file(source, destination, colorizer, options, progress=progress)
             reports.append(report)
             if on_film is not None:
@@ -211,7 +198,7 @@ def colorize_films(
                 report = _finish_film(film)
                 if on_film is not None:
                     on_film(report)
-        run_jobs(jobs, colorizer_settings, workers, ray_address, colorizer, finished, resuming=resume)
+        run_jobs(jobs, recipe, workers, ray_address, colorizer, finished, resuming=resume)
     finally:  # a run that stops early lets go of its outputs at once (a finished film already has)
         for film in prepared.values():
             film.lock.release()
@@ -222,7 +209,7 @@ def colorize_films(
 def colorize_segmented(
     source: str | Path,
     destination: str | Path,
-    colorizer_settings: dict | None = None,
+    colorizer_settings: ColorizerSettings | Mapping | None = None,
     options: ColorizeOptions | None = None,
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
     workers: int = 1,
@@ -234,11 +221,11 @@ def colorize_segmented(
 ) -> ColorizeReport:
     """Colorize one film segment by segment (resumable, parallel); same frames and pts as colorize_file.
 
-    colorizer_settings: keyword arguments of Colorizer (workers build their own);
+    colorizer_settings: the Colorizer's recipe, or a mapping of some of its fields (workers build their own);
     colorizer: an already built one, used when the segments run in this process.
     resume: keep the segments a previous run of the same input and settings finished.
     """
-    return colorize_films([(Path(source), Path(destination))], colorizer_settings or {}, options, segment_seconds,
+    return colorize_films([(Path(source), Path(destination))], colorizer_settings, options, segment_seconds,
                           workers, resume, ray_address, colorizer, progress, on_segment)[0]
 
 

@@ -39,7 +39,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -60,6 +60,7 @@ from ..media.fields import plan_fields
 from ..media.outputs import temporary_path_for, write_json_atomic
 from ..media.segment_files import scan_packets
 from ..media.video import VideoFrame, VideoReader, VideoWriter
+from ..model.recipe import ColorizerSettings
 
 DEFAULT_SEGMENT_SECONDS = 20.0
 # 2: segment files are MP4 whatever the output (a folder of version 1 is started afresh)
@@ -67,9 +68,6 @@ PLAN_VERSION = 2
 SEGMENT_SUFFIX = ".mp4"
 # Extra lead-in for the EMA smoother: its memory decays by 0.75 a frame, 0.75**40 ~ 1e-5.
 EMA_LEAD_IN = 40
-# Settings of the Colorizer that workers rebuild it from (all keyword arguments).
-COLORIZER_KEYS = ("model", "device", "precision", "render_size", "global_every", "chroma_gain", "backbone_weights",
-                  "faces")
 
 
 # ---------------------------------------------------------------- the plan
@@ -314,9 +312,13 @@ def input_identity(source: str | Path) -> dict:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head}
 
 
-def work_key(source, colorizer_settings: dict, options: ColorizeOptions, segment_seconds: float) -> str:
-    """Hash of what the segment files depend on: the input and every setting that changes pixels."""
-    settings = {k: (str(v) if v is not None else None) for k, v in sorted(colorizer_settings.items())}
+def work_key(source, colorizer: ColorizerSettings | Mapping, options: ColorizeOptions, segment_seconds: float) -> str:
+    """Hash of what the segment files depend on: the input and every setting that changes pixels.
+
+    colorizer: the recipe (or a mapping of some of its fields, the rest default); all its fields are
+    hashed, as text, so the key of a run does not depend on which settings were spelled out.
+    """
+    settings = ColorizerSettings.of(colorizer).identity()
     encoded = {k: getattr(options, k) for k in ("batch_size", "smooth", "smooth_radius", "codec", "crf", "preset",
                                                "deinterlace", "exact_lab", "pix_fmt")}
     encoded["references"] = reference_identity(options)
