@@ -47,8 +47,8 @@ from PIL import Image
 from facecolor_video import cli
 from facecolor_video.cli import execute
 from facecolor_video.media.video import VideoWriter
-from facecolor_video.model.recipe import ColorizerSettings
 from facecolor_video.model.color import rgb_to_lightness
+from facecolor_video.model.recipe import ColorizerSettings
 from tests.media import (
     make_audio_only,
     make_image,

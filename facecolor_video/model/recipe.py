@@ -14,21 +14,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..settings import default
+from ..settings import SETTINGS
 
 
 @dataclass(frozen=True)
 class ColorizerSettings:
     """Keyword arguments of ``facecolor_video.model.colorizer.Colorizer``, all of them."""
 
-    model: str | Path = default("model")
+    model: str | Path = SETTINGS["model"].default
     device: str = "auto"
     precision: str = "auto"
-    render_size: int | None = default("render_size")
-    global_every: int = default("global_every")
+    render_size: int | None = SETTINGS["render_size"].default
+    global_every: int = SETTINGS["global_every"].default
     chroma_gain: float | None = None
     backbone_weights: str | Path | None = None
-    faces: str = default("faces")
+    faces: str = SETTINGS["faces"].default
 
     @classmethod
     def of(cls, settings: ColorizerSettings | Mapping | None = None) -> ColorizerSettings:
