@@ -16,7 +16,7 @@ from facecolor_video.film.hints import Hint, HintColorizer, hint_chroma, spread_
 from facecolor_video.film.pipeline import ColorizeOptions, FrameColorizer, batched, colorize_file
 from facecolor_video.media.video import VideoFrame
 from facecolor_video.model.color import rgb_to_lab
-from facecolor_video.model.colorizer import Colorizer
+from facecolor_video.film.stills import Colorizer
 from facecolor_video.scale.films import colorize_segmented
 from facecolor_video.scale.segments import work_key
 from facecolor_video.training.evaluate import to_gray_rgb
@@ -122,6 +122,9 @@ def test_a_hint_colours_its_whole_shot_and_stops_at_the_cut(colorizer):
     for t in (0, 2, 4, 7):  # the square, wherever it has moved to, turns red
         square = (16, 12 + t, 32, 28 + t)
         assert _mean_a(hinted[t], square) > _mean_a(automatic[t], square) + 15, t
+        # and the red stops at its edges: the backdrop beside it keeps the network's colour
+        beside = (16, 42 + t // 2, 32, 58 + t // 2) if t < 6 else (16, 46, 32, 62)
+        assert abs(_mean_a(hinted[t], beside) - _mean_a(automatic[t], beside)) < 5, t
     for t in range(8, 14):  # the next shot is untouched
         assert np.array_equal(hinted[t], automatic[t]), t
 
