@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from ..devices import usable_cores
 from ..errors import InputError
 from ..media.fields import plan_fields
-from ..media.outputs import check_output_path, output_kind, space_warning
+from ..media.outputs import output_kind
 from ..media.planes import PlaneFormat, YuvPlanes, convert_luma
 from ..media.prefetch import BackgroundWriter, Prefetcher
+from ..media.preflight import preflight
 from ..media.video import STDIO, VideoFrame, VideoReader, VideoWriter
 from ..model.colorizer import Colorizer, PreparedBatch
 from ..settings import default
@@ -309,16 +310,17 @@ def colorize_file(
     """
     options = options or ColorizeOptions()
     source, destination = Path(source), Path(destination)
-    check_output_path(source, destination, overwrite=options.overwrite)
     report = ColorizeReport(source, destination)
     started = time.perf_counter()
-    with VideoReader(source) as reader:
+    # the writer plans the audio and subtitles itself, from the same reader
+    checked = preflight(source, destination, overwrite=options.overwrite, plan_streams=False, crf=options.crf,
+                        keep_open=True)
+    with checked.reader as reader:
         colorizer = colorizer or Colorizer()
         if on_start is not None:
             on_start(reader)
-        short_of_space = space_warning(reader, destination, options.crf)
-        if short_of_space:  # before the hours of work, not after them
-            log.warning(short_of_space)
+        if checked.space_warning:  # before the hours of work, not after them
+            log.warning(checked.space_warning)
         stream = FrameColorizer(colorizer, options.smooth if not reader.is_image else "none", options.smooth_radius,
                                 reference=film_references(colorizer, options, reader), faces_debug=options.faces_debug,
                                 hints=film_hints_for(colorizer, options, reader))

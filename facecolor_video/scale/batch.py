@@ -11,8 +11,9 @@ from pathlib import Path
 
 from ..errors import FacecolorError, OutputError, UsageError
 from ..film.pipeline import ColorizeOptions, ColorizeReport, colorize_file
-from ..media.outputs import VIDEO_CONTAINERS, check_output_path, output_kind
-from ..media.video import VideoReader, plan_for
+from ..media.outputs import VIDEO_CONTAINERS
+from ..media.preflight import preflight
+from ..media.video import VideoReader
 from ..model.recipe import ColorizerSettings
 
 
@@ -59,14 +60,8 @@ def colorize_many(
     for source, destination in jobs:
         try:
             # check the paths and open the input before the (slow) model load
-            check_output_path(source, destination, overwrite=options.overwrite)
-            if str(source) == "-" or str(destination) == "-":
-                pass  # stdin is read once, by the run itself; stdout is checked when the writer starts
-            else:
-                with VideoReader(source) as reader:  # and audio that fits the output in no way
-                    if not reader.is_image and output_kind(destination) == "video":
-                        plan_for(reader, VIDEO_CONTAINERS[destination.suffix.lower()], destination, options.audio,
-                                 options.audio)
+            # and audio that fits the output in no way; stdin and stdout are left to the run itself
+            preflight(source, destination, overwrite=options.overwrite, audio=options.audio)
             if colorizer is None:
                 colorizer = make_colorizer()
             report = colorize_file(source, destination, colorizer, options, progress=progress,

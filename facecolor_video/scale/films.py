@@ -17,9 +17,9 @@ from pathlib import Path
 
 from ..errors import FacecolorError, OutputError
 from ..film.pipeline import ColorizeOptions, ColorizeReport, colorize_file
-from ..media.outputs import VIDEO_CONTAINERS, OutputLock, check_output_path, space_warning, write_json_atomic
+from ..media.outputs import OutputLock, write_json_atomic
+from ..media.preflight import preflight
 from ..media.segment_files import join_segments
-from ..media.video import VideoReader, plan_for
 from ..model.recipe import ColorizerSettings
 from .executors import run_jobs
 from .segments import (
@@ -62,25 +62,26 @@ class _Film:
 
 def _prepare_film(source, destination, recipe: ColorizerSettings, options, segment_seconds, resume, film_number):
     source, destination = Path(source), Path(destination)
-    check_output_path(source, destination, overwrite=options.overwrite)
-    if "-" in (str(source), str(destination)):
-        raise OutputError(f"{source}: stdin and stdout are read and written once; leave out --workers, --resume "
-                          "and --ray")
-    if options.deinterlace in ("field", "ivtc"):
-        # segments are cut by the source's frames; these modes make other frames
-        raise OutputError(f"{source}: --deinterlace field and --ivtc run in one pass; leave out --workers, "
-                          "--resume and --ray")
-    global_every = recipe.global_every or 1
-    with VideoReader(source) as reader:
-        is_image, rotation = reader.is_image, reader.rotation
-        if not is_image:  # audio that fits the output in no way stops here, before any work
-            plan_for(reader, VIDEO_CONTAINERS[destination.suffix.lower()], destination, options.audio, options.audio)
-            # the segments and the joined film are on disk together before the segments go
-            short_of_space = space_warning(reader, destination, options.crf, copies=2)
-            if short_of_space:
-                log.warning(short_of_space)
-    if is_image:
+
+    def one_pass_only(source: Path, destination: Path) -> None:
+        if "-" in (str(source), str(destination)):
+            raise OutputError(f"{source}: stdin and stdout are read and written once; leave out --workers, "
+                              "--resume and --ray")
+        if options.deinterlace in ("field", "ivtc"):
+            # segments are cut by the source's frames; these modes make other frames
+            raise OutputError(f"{source}: --deinterlace field and --ivtc run in one pass; leave out --workers, "
+                              "--resume and --ray")
+
+    # audio that fits the output in no way stops here, before any work; the segments and the joined
+    # film are on disk together before the segments go
+    checked = preflight(source, destination, overwrite=options.overwrite, audio=options.audio, crf=options.crf,
+                        copies=2, rotation=True, before_open=one_pass_only)
+    if checked.space_warning:
+        log.warning(checked.space_warning)
+    if checked.is_image:
         return None
+    global_every = recipe.global_every or 1
+    rotation = checked.rotation
     align = math.lcm(max(1, options.batch_size), max(1, global_every))
     # at least one frame of tail: a frame lost at a segment's end is only known lost when a later one decodes
     # and the next global-feature anchor: the frames before it interpolate towards it
