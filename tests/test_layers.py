@@ -128,6 +128,9 @@ MOVED = [
     ("facecolor_video.film.temporal", "facecolor_video.film.scene_cuts", "SceneCutDetector"),
     # the public Colorizer's stills path (faces, references, hints) lives in the film layer
     ("facecolor_video", "facecolor_video.film.stills", "Colorizer"),
+    # film.pipeline runs a file around the per-batch stage chain of film.frame_stream
+    *[("facecolor_video.film.pipeline", "facecolor_video.film.frame_stream", name) for name in [
+        "AnalyzedBatch", "FrameColorizer", "batched", "run_stream", "QUEUE_BYTES", "auto_threads", "torch_threads"]],
 ]
 
 
