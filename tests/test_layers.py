@@ -119,6 +119,8 @@ MOVED = [
         "losses": ["ChromaPrior", "PRIOR_SAMPLE", "colorization_loss"],
         "distributed": ["DistributedContext"],
         "export": ["export_head", "with_uncertainty_strength"],
+        "run_log": ["plot_history"],
+        "augment": ["jitter_lightness"],
     }.items() for name in names],
     # film.faces gathers one picture's crops and a film's tracks
     *[("facecolor_video.film.faces", f"facecolor_video.film.{home}", name) for home, names in {

@@ -23,7 +23,7 @@ import torch
 
 from ..film.pipeline import FrameColorizer, batched
 from ..film.reference import ReferenceColorizer
-from ..film.stills import colorize_stills
+from ..film import stills
 from ..film.temporal import flicker
 from ..media.video import VideoFrame, VideoReader
 from ..model.color import rgb_to_lab
@@ -54,11 +54,19 @@ class EvalResult:
 
 
 def colorize_stills(colorizer: Colorizer):
-    """An ``evaluate``-style callable: each image on its own (sizes differ), no temporal state."""
+    """An ``evaluate``-style callable: each image on its own (sizes differ), no temporal state.
+
+    A library Colorizer goes through the whole stills path (faces, as a photo
+    would); any other object with ``colorize(frames)`` is asked as it is.
+    """
+    def one(image: np.ndarray) -> np.ndarray:
+        if isinstance(colorizer, Colorizer):
+            return stills.colorize_stills(colorizer, image[None])[0]
+        return colorizer.colorize(image[None])[0]
 
     def colorize(images: list[np.ndarray]) -> list[np.ndarray]:
         colorizer.reset()
-        return [colorize_stills(colorizer, image[None])[0] for image in images]
+        return [one(image) for image in images]
 
     return colorize
 

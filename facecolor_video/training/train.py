@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -40,6 +39,7 @@ from ..model.backbone import build_global_features
 from ..model.color import lab_to_rgb
 from ..model.network import AB_SCALE, GLOBAL_INPUT_SIZE, ColorizationNet
 from . import pack as packs
+from .augment import jitter_lightness
 from .campaign import Campaign
 from .config import (
     BEST_NAME,
@@ -68,6 +68,7 @@ from .distributed import DistributedContext, distributed_context, one_thread_per
 from .export import export_best, export_head, with_uncertainty_strength
 from .global_size import regrounded_head
 from .losses import PRIOR_SAMPLE, ChromaPrior, colorization_loss, prior_sample
+from .run_log import plot_history, progress_bar, write_log
 
 # The settings, losses, processes and export of a run have their own modules; this one still
 # offers their public names, as it did when it held them.
@@ -78,20 +79,6 @@ __all__ = [
     "jitter_lightness", "learning_rate_factor", "plot_history", "train", "train_and_export",
     "with_uncertainty_strength",
 ]
-
-def jitter_lightness(lightness: torch.Tensor, spread: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random tone curve per image on L in [0, 100]: gamma exp(U(-s, s)), contrast about mid-gray exp(U(-s/2, s/2)).
-
-    Monotonic, so the picture stays the same picture with other gray levels
-    (as an old film's emulsion would render it); the a*b* target is not touched.
-    """
-    n = lightness.shape[0]
-    draws = torch.rand(n, 2, generator=generator).to(lightness.device) * 2 - 1
-    gamma = torch.exp(draws[:, 0] * spread).view(n, 1, 1, 1)
-    contrast = torch.exp(draws[:, 1] * spread / 2).view(n, 1, 1, 1)
-    curved = 100.0 * (lightness.clamp(0, 100) / 100.0).pow(gamma)
-    return (50.0 + (curved - 50.0) * contrast).clamp(0, 100)
-
 
 def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
     """The head training starts from: a fresh one, or a copy of ``config.init`` (hash-checked like any model)."""
@@ -395,7 +382,7 @@ class Trainer:
             while self.epoch < config.epochs and not interrupted:
                 losses = []
                 started = self.epoch_started = time.monotonic()
-                bar = _progress_bar(self.progress, len(self._loader()), f"epoch {self.epoch + 1}/{config.epochs}")
+                bar = progress_bar(self.progress, len(self._loader()), f"epoch {self.epoch + 1}/{config.epochs}")
                 for batch in self._loader():
                     losses.append(self.train_step(batch))
                     bar.update(1)
@@ -432,7 +419,7 @@ class Trainer:
                "wall_seconds": self.seconds}
         row.update(self.validate())
         self.history.append(row)
-        _write_log(self.run_dir / LOG_NAME, self.history)
+        write_log(self.run_dir / LOG_NAME, self.history)
         plot_history(self.history, self.run_dir / PLOT_NAME)
         score = row.get("val_score", -train_loss)
         if score > self.best_score:
@@ -441,56 +428,6 @@ class Trainer:
         self.save()
         shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
         print(f"epoch {self.epoch}: {shown}", flush=True)
-
-
-def _progress_bar(enabled: bool, total: int, description: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit="batch", disable=not enabled, leave=False)
-
-
-def _write_log(path: Path, history: list[dict]) -> None:
-    columns = list(dict.fromkeys(key for row in history for key in row))
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, columns)
-        writer.writeheader()
-        writer.writerows(history)
-    temporary.replace(path)
-
-
-def plot_history(history: list[dict], path: Path, width: int = 640, height: int = 360) -> None:
-    """A small line plot of training loss and validation losses per epoch (PIL only, no plotting library)."""
-    from PIL import ImageDraw
-
-    series = {key: [float(row[key]) for row in history if row.get(key) not in (None, "")]
-              for key in dict.fromkeys(k for row in history for k in row) if key.endswith("loss")}
-    series = {k: v for k, v in series.items() if v and all(math.isfinite(x) for x in v)}
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    margin = 40
-    values = [x for v in series.values() for x in v]
-    if not values:
-        image.save(path)
-        return
-    low, high = min(values), max(values)
-    high = high if high > low else low + 1e-9
-    epochs = max(len(v) for v in series.values())
-    palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
-    draw.rectangle([margin, margin // 2, width - 10, height - margin], outline="black")
-    for number, (name, points) in enumerate(series.items()):
-        colour = palette[number % len(palette)]
-        xy = [(margin + (width - margin - 10) * i / max(epochs - 1, 1),
-               height - margin - (height - 1.5 * margin) * (v - low) / (high - low)) for i, v in enumerate(points)]
-        if len(xy) > 1:
-            draw.line(xy, fill=colour, width=2)
-        for x, y in xy:
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        draw.text((margin + 5, margin // 2 + 4 + 12 * number), name, fill=colour)
-    draw.text((margin, height - margin + 5), f"epochs 1..{epochs}", fill="black")
-    draw.text((2, margin // 2), f"{high:.4f}", fill="black")
-    draw.text((2, height - margin - 10), f"{low:.4f}", fill="black")
-    image.save(path)
 
 
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
