@@ -27,9 +27,16 @@ def option(name: str, **extra):
     return click.option(flag, name, default=setting.default, type=kind, show_default=True, help=setting.help, **extra)
 
 
+def with_options(function, options: list):
+    """``function`` with click's option decorators applied so that they list in the given order."""
+    for decorator in reversed(options):
+        function = decorator(function)
+    return function
+
+
 def film_options(function):
     """Batching, smoothing, encoder and audio options shared by `colorize` and `batch`."""
-    for decorator in reversed([
+    return with_options(function, [
         option("batch_size"),
         click.option("--smooth", type=click.Choice(SMOOTH_MODES), default=SETTINGS["smooth"].default,
                      show_default=True, help=SETTINGS["smooth"].help),
@@ -39,21 +46,17 @@ def film_options(function):
         option("preset"),
         click.option("--no-audio", is_flag=True, help="drop audio and subtitle streams"),
         click.option("-q", "--quiet", is_flag=True, help="no progress bar"),
-    ]):
-        function = decorator(function)
-    return function
+    ])
 
 
 def composition_options(function):
     """How a film's colour is composed: the planes path (default) or full-size Lab."""
-    for decorator in reversed([
+    return with_options(function, [
         click.option("--exact-lab", is_flag=True,
                      help="compose full-size Lab -> RGB and let the encoder convert it (default for video: keep the "
                           "source's luma plane as decoded and compute only the chroma planes)"),
         option("pix_fmt"),
-    ]):
-        function = decorator(function)
-    return function
+    ])
 
 
 # The options of colorizer_options: the ColorizerSettings fields a user sets on the command line.
@@ -68,7 +71,7 @@ def colorizer_options(function):
         recipe = ColorizerSettings(**{name: kwargs.pop(name) for name in COLORIZER_OPTIONS})
         return function(*args, recipe=recipe, **kwargs)
 
-    for decorator in reversed([
+    return with_options(command, [
         option("model"),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True),
@@ -77,13 +80,11 @@ def colorizer_options(function):
         click.option("--chroma-gain", type=click.FloatRange(0, 4), default=None, help="scale the predicted colour (default: the model's tuned value)"),
         click.option("--faces", type=click.Choice(FACE_MODES), default=SETTINGS["faces"].default, show_default=True,
                      help=SETTINGS["faces"].help),
-    ]):
-        command = decorator(command)
-    return command
+    ])
 
 
 def segment_options(function):
-    for decorator in reversed([
+    return with_options(function, [
         click.option("--resume", is_flag=True, help="keep the segments an interrupted run of the same command finished"),
         click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
                      help="segments colorized in parallel processes"),
@@ -91,14 +92,12 @@ def segment_options(function):
                      help="length of a segment (cut at keyframes where possible)"),
         click.option("--ray", "ray_address", metavar="ADDRESS",
                      help="run segments on a Ray cluster (ADDRESS, or 'local' to start one here)"),
-    ]):
-        function = decorator(function)
-    return function
+    ])
 
 
 def reference_options(function):
     """Colour from a reference: one image for the whole input, or a file of timed references."""
-    for decorator in reversed([
+    return with_options(function, [
         click.option("--reference", metavar="IMAGE",
                      help="take colours from this photo (a poster, a costume photo, a colour frame) where the "
                           "picture matches it; shots unlike it keep the automatic colours"),
@@ -108,23 +107,19 @@ def reference_options(function):
                           "such reference"),
         click.option("--reference-all-shots", is_flag=True,
                      help="apply the reference to every shot, also to those that do not resemble it"),
-    ]):
-        function = decorator(function)
-    return function
+    ])
 
 
 def hint_options(function):
     """Colour hints: RGBA images whose opaque strokes give the colour of what they cover (see film/hints.py)."""
-    for decorator in reversed([
+    return with_options(function, [
         click.option("--hint", metavar="IMAGE",
                      help="a PNG with alpha for the first frame: its strokes' colours spread to the regions they "
                           "touch, and through the shot"),
         click.option("--hints", metavar="FILE",
                      help="a text file of 'timecode image' lines: each hint image belongs to the frame shown at "
                           "its timecode, and colours its shot"),
-    ]):
-        function = decorator(function)
-    return function
+    ])
 
 
 def check_hints(hint, hints, sources) -> None:
