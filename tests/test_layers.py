@@ -121,6 +121,7 @@ MOVED = [
         "export": ["export_head", "with_uncertainty_strength"],
         "run_log": ["plot_history"],
         "augment": ["jitter_lightness"],
+        "starting_head": ["initial_head", "INITIAL_LOG_VARIANCE"],
     }.items() for name in names],
     # film.faces gathers one picture's crops and a film's tracks
     *[("facecolor_video.film.faces", f"facecolor_video.film.{home}", name) for home, names in {

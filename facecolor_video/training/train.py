@@ -37,7 +37,7 @@ from ..devices import autocast_dtype
 from ..errors import InputError
 from ..model.backbone import build_global_features
 from ..model.color import lab_to_rgb
-from ..model.network import AB_SCALE, GLOBAL_INPUT_SIZE, ColorizationNet
+from ..model.network import AB_SCALE, ColorizationNet
 from . import pack as packs
 from .augment import jitter_lightness
 from .campaign import Campaign
@@ -69,6 +69,7 @@ from .export import export_best, export_head, with_uncertainty_strength
 from .global_size import regrounded_head
 from .losses import PRIOR_SAMPLE, ChromaPrior, colorization_loss, prior_sample
 from .run_log import plot_history, progress_bar, write_log
+from .starting_head import INITIAL_LOG_VARIANCE, initial_head
 
 # The settings, losses, processes and export of a run have their own modules; this one still
 # offers their public names, as it did when it held them.
@@ -79,41 +80,6 @@ __all__ = [
     "jitter_lightness", "learning_rate_factor", "plot_history", "train", "train_and_export",
     "with_uncertainty_strength",
 ]
-
-def initial_head(config: TrainConfig, global_channels: int) -> ColorizationNet:
-    """The head training starts from: a fresh one, or a copy of ``config.init`` (hash-checked like any model)."""
-    if not config.init:
-        return ColorizationNet(global_channels, config.dropout, config.batch_norm, config.uncertainty,
-                               global_input_size=config.global_size or GLOBAL_INPUT_SIZE)
-    from ..model.colorizer import load_head
-
-    start, _ = load_head(config.init)
-    if start.config["batch_norm"] != config.batch_norm:
-        wanted = "with" if config.batch_norm else "without"
-        raise InputError(f"{config.init}: this head was trained {'with' if start.config['batch_norm'] else 'without'} "
-                         f"batch norm; --init cannot start a network {wanted} it from it")
-    # a head that fades unsure colours keeps doing so, at its strength: fine-tuning adapts what the model does
-    head = ColorizationNet(start.config["global_channels"], config.dropout, config.batch_norm,
-                           config.uncertainty or start.uncertainty,
-                           start.uncertainty_strength if start.uncertainty else 1.0)
-    state = start.state_dict()
-    if config.uncertainty and not start.uncertainty:
-        # the colour channels start as they were; the variance channel starts flat at a typical error
-        own = head.state_dict()
-        for key, value in state.items():
-            if own[key].shape != value.shape:
-                grown = torch.zeros_like(own[key])
-                grown[:2] = value
-                if key.endswith("bias"):
-                    grown[2] = INITIAL_LOG_VARIANCE
-                state[key] = grown
-    head.load_state_dict(state)
-    return head
-
-
-# log of a typical squared a*b* error (on the a*b* / 110 scale) of a trained head
-INITIAL_LOG_VARIANCE = -4.5
-
 
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: str | Path, progress: bool = True):
