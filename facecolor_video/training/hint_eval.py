@@ -23,11 +23,11 @@ from ..film.hint_preview import strokes_over
 from ..film.hints import Hint, HintColorizer
 from ..film.pipeline import FrameColorizer, batched
 from ..film.stills import colorize_stills
-from ..media.video import VideoFrame, VideoReader
+from ..media.video import VideoFrame
 from ..model.colorizer import Colorizer
 from . import metrics
 from .evaluate import iter_images, load_rgb, to_gray_rgb
-from .quality import EvalResult
+from .quality import EvalResult, colour_clip_and_gray
 
 PATCH = 9
 SEED = 0
@@ -110,14 +110,7 @@ def _run_clip(colorizer: Colorizer, grays: list[VideoFrame], hints: HintColorize
 def evaluate_video_hints(colorizer: Colorizer, video: Path, counts: Sequence[int], smooth: str, radius: int,
                          batch_size: int, limit: int | None = None, seed: int = SEED, keep: int = 0) -> EvalResult:
     """A colour clip grayed and colorized as a film, automatically and with hints drawn on its first frame only."""
-    originals, grays = [], []
-    with VideoReader(video) as reader:
-        for frame in reader.frames():
-            rgb = frame.rgb if frame.rgb.dtype == np.uint8 else (frame.rgb >> 8).astype(np.uint8)
-            originals.append(rgb)
-            grays.append(VideoFrame(rgb=to_gray_rgb(rgb), pts=frame.pts, time_base=frame.time_base, index=frame.index))
-            if limit and len(originals) >= limit:
-                break
+    originals, grays = colour_clip_and_gray(video, limit)
     counts = sorted(set(int(count) for count in counts) | {0})
     truth = float(np.mean([metrics.colorfulness(frame) for frame in originals]))
     results, extra, first_shot = {}, {"patch": PATCH, "seed": seed, "frames": len(originals)}, None

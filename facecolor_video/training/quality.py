@@ -92,6 +92,19 @@ def _lab_frames(frames: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return lab[:, :1], lab[:, 1:]
 
 
+def colour_clip_and_gray(video: Path, limit: int | None = None) -> tuple[list[np.ndarray], list[VideoFrame]]:
+    """A colour clip's first ``limit`` frames (8-bit RGB) and their gray copies (CIE L kept) as a film would hold them."""
+    originals, grays = [], []
+    with VideoReader(video) as reader:
+        for frame in reader.frames():
+            rgb = frame.rgb if frame.rgb.dtype == np.uint8 else (frame.rgb >> 8).astype(np.uint8)
+            originals.append(rgb)
+            grays.append(VideoFrame(rgb=to_gray_rgb(rgb), pts=frame.pts, time_base=frame.time_base, index=frame.index))
+            if limit and len(originals) >= limit:
+                break
+    return originals, grays
+
+
 def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int, batch_size: int,
                     limit: int | None = None, global_blend: str = "interpolate",
                     reference_first_frame: bool = False, mean_ab: tuple[float, float] | None = None,
@@ -104,14 +117,7 @@ def evaluate_videos(colorizer: Colorizer, video: Path, smooth: str, radius: int,
     evenly spaced (gray, model, original) frames into ``extra["sheet_rows"]``.
     """
     started = time.perf_counter()
-    originals, grays = [], []
-    with VideoReader(video) as reader:
-        for frame in reader.frames():
-            rgb = frame.rgb if frame.rgb.dtype == np.uint8 else (frame.rgb >> 8).astype(np.uint8)
-            originals.append(rgb)
-            grays.append(VideoFrame(rgb=to_gray_rgb(rgb), pts=frame.pts, time_base=frame.time_base, index=frame.index))
-            if limit and len(originals) >= limit:
-                break
+    originals, grays = colour_clip_and_gray(video, limit)
     reference = ReferenceColorizer.from_images(colorizer, [(0.0, originals[0])]) if reference_first_frame else None
     stream = FrameColorizer(colorizer, smooth, radius, global_blend=global_blend, reference=reference)
     outputs = []
